@@ -1,0 +1,1 @@
+"""Environments: Gymnasium (host loop) and pure-JAX ones (compiled loop)."""
