@@ -1,0 +1,149 @@
+"""The `heron` command.
+
+    heron train ALGO --env ID [--steps N] [--seeds N] [name=value ...]
+    heron train --resume RUN_DIR
+    heron eval RUN_DIR [--episodes N]
+    heron runs list | show | compare | plot
+    heron algos
+
+Bad input is reported as one line naming the problem and the fix, with exit status 2.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from heron.errors import HeronError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one HeronError line instead of usage + exit."""
+
+    def error(self, message):
+        raise HeronError(f"{message} (see `{self.prog} --help`)")
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train an agent in a tracked run directory", add_help=False,
+                       description="Train ALGO on --env; agent hyperparameters as name=value (see `heron train ALGO --help`).")
+    p.add_argument("algo", nargs="?", help="algorithm (see `heron algos`)")
+    p.add_argument("-h", "--help", action="store_true", help="show this help, or ALGO's hyperparameters")
+    p.add_argument("--env", dest="env_id", help="environment id, e.g. CartPole-v1, Pendulum-v1, HalfCheetah-v5")
+    p.add_argument("--steps", type=int, default=None, help="environment steps (default 100000)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds trained together by vmap (compiled loop)")
+    p.add_argument("--seed", type=int, default=0, help="base seed")
+    p.add_argument("--loop", default="auto", help="auto | host | compiled (auto: compiled when a pure-JAX env exists)")
+    p.add_argument("--eval-every", type=int, default=0, help="env steps between evaluations (default: steps/10)")
+    p.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
+    p.add_argument("--log-every", type=int, default=1000, help="env steps between metric rows")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="env steps between checkpoints (0: only at the end)")
+    p.add_argument("--runs-dir", type=Path, default=None, help="where run directories go (default ./runs or $HERON_RUNS_DIR)")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a killed or interrupted run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_train, parser=p)
+
+
+def _agent_help(algo: str) -> str:
+    import dataclasses
+
+    from heron.agents.registry import get_agent
+    from heron.config import field_docs
+
+    spec = get_agent(algo)
+    docs = field_docs(spec.config)
+    lines = [f"{spec.name}: {spec.summary}", f"actions: {', '.join(sorted(spec.action_kinds))}; {spec.family}", "",
+             "hyperparameters (override as name=value):"]
+    for field in dataclasses.fields(spec.config):
+        default = field.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        lines.append(f"  {field.name}={shown}\n      {docs.get(field.name, '')}")
+    return "\n".join(lines)
+
+
+def _cmd_train(args, extra: list[str]) -> int:
+    from heron.experiments.train import DEFAULT_STEPS, TrainRequest, resume_run, train
+
+    if args.help:
+        print(_agent_help(args.algo) if args.algo else args.parser.format_help())
+        return 0
+    if args.resume is not None:
+        if args.algo or args.env_id or extra:
+            raise HeronError("--resume continues a run with its saved config: give only `heron train --resume RUN_DIR`")
+        run_dir = resume_run(args.resume, progress=not args.no_progress)
+        print(run_dir)
+        return 0
+    if not args.algo:
+        raise HeronError("missing ALGO: `heron train ALGO --env ID`, e.g. `heron train ppo --env CartPole-v1` (see `heron algos`)")
+    if not args.env_id:
+        raise HeronError(f"missing --env: `heron train {args.algo} --env ID`, e.g. --env CartPole-v1")
+    bad_flags = [t for t in extra if t.startswith("-")]
+    if bad_flags:
+        raise HeronError(f"unknown option {bad_flags[0]}: agent hyperparameters are name=value (see `heron train {args.algo} --help`)")
+    req = TrainRequest(algo=args.algo, env_id=args.env_id, steps=args.steps or DEFAULT_STEPS, seed=args.seed,
+                       seeds=args.seeds, loop=args.loop, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                       log_every=args.log_every, checkpoint_every=args.checkpoint_every, overrides=tuple(extra))
+    run_dir = train(req, runs_root=args.runs_dir, progress=not args.no_progress, argv=sys.argv)
+    print(run_dir)
+    return 0
+
+
+def _cmd_eval(args, extra) -> int:
+    import numpy as np
+
+    from heron.experiments.train import evaluate_run
+
+    returns = evaluate_run(args.run_dir, episodes=args.episodes, seed=args.seed)
+    print(f"{args.run_dir}: mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {returns.size} episodes")
+    return 0
+
+
+def _cmd_algos(args, extra) -> int:
+    from heron.agents.registry import available, get_agent
+
+    for name in available():
+        spec = get_agent(name)
+        print(f"{name:8s} {spec.family:10s} {'/'.join(sorted(spec.action_kinds)):20s} {spec.summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="heron", description="Deep RL from every source of experience.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    _add_train(sub)
+    p = sub.add_parser("eval", help="evaluate a run's latest checkpoint")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_cmd_eval)
+    p = sub.add_parser("algos", help="list the algorithms")
+    p.set_defaults(handler=_cmd_algos)
+    from heron.cli.runs import add_runs_parser
+
+    add_runs_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if getattr(args, "handler", None) is None:
+            parser.print_help()
+            return 2
+        if extra and args.handler is not _cmd_train:
+            raise HeronError(f"unexpected argument {extra[0]!r} (see `heron {args.command} --help`)")
+        return int(args.handler(args, extra) or 0)
+    except HeronError as err:
+        print(f"heron: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("heron: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""`heron train` / `heron eval`: wire an agent, a loop and a tracked run together.
+
+This is the only layer that knows about both loops and tracking: loops report through
+callbacks, and the callbacks here write metrics, evaluations and checkpoints into the
+run directory and drive the progress bar.
+"""
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from heron.agents.registry import AgentSpec, get_agent
+from heron.config import apply_overrides, config_from_dict, config_to_dict
+from heron.errors import HeronError
+from heron.loops.online_host import Evaluator, HostLoop, HostLoopConfig
+from heron.tracking.checkpoint import load_latest_checkpoint, save_checkpoint
+from heron.tracking.run import Run, default_runs_root
+
+DEFAULT_STEPS = 100_000
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRequest:
+    """Everything `heron train` needs; saved as the run's resolved config."""
+
+    algo: str
+    env_id: str
+    steps: int = DEFAULT_STEPS
+    seed: int = 0
+    seeds: int = 1
+    loop: str = "auto"
+    eval_every: int = 0
+    eval_episodes: int = 10
+    log_every: int = 1_000
+    checkpoint_every: int = 0
+    overrides: tuple[str, ...] = ()
+
+
+def resolve_agent_config(spec: AgentSpec, overrides, steps: int):
+    cfg = apply_overrides(spec.config(), list(overrides), what=f"{spec.name} config")
+    # Schedules (learning-rate annealing, ε decay) span the run unless set explicitly.
+    names = {f.name for f in dataclasses.fields(cfg)}
+    if "total_timesteps" in names and not any(o.split("=", 1)[0].strip("-").replace("-", "_") == "total_timesteps" for o in overrides):
+        cfg = dataclasses.replace(cfg, total_timesteps=steps)
+    return cfg
+
+
+def _choose_loop(req: TrainRequest) -> str:
+    from heron.envs.jax_envs import available_jax_envs
+
+    if req.loop not in ("auto", "host", "compiled"):
+        raise HeronError(f"unknown loop {req.loop!r}: use --loop auto, host or compiled")
+    has_jax_env = req.env_id in available_jax_envs()
+    if req.loop == "compiled" and not has_jax_env:
+        raise HeronError(f"--loop compiled needs a pure-JAX env, and {req.env_id} has none: use one of "
+                         f"{', '.join(available_jax_envs())} or --loop host")
+    if req.seeds > 1 and not has_jax_env:
+        raise HeronError(f"--seeds {req.seeds} trains seeds together by vmap in the compiled loop, which needs a pure-JAX env "
+                         f"({', '.join(available_jax_envs())}); for {req.env_id} run one seed per command with --seed")
+    if req.loop == "auto":
+        return "compiled" if has_jax_env else "host"
+    if req.loop == "host" and req.seeds > 1:
+        raise HeronError("--seeds N > 1 needs --loop compiled (or auto); the host loop trains one seed per run")
+    return req.loop
+
+
+def _validate(req: TrainRequest):
+    for name in ("steps", "seeds", "eval_episodes", "log_every"):
+        if getattr(req, name) <= 0:
+            raise HeronError(f"--{name.replace('_', '-')} must be positive, got {getattr(req, name)}")
+    for name in ("eval_every", "checkpoint_every"):
+        if getattr(req, name) < 0:
+            raise HeronError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(req, name)}")
+
+
+class RunCallbacks:
+    """Loop callbacks that write into a `Run` and update a progress bar."""
+
+    def __init__(self, run: Run, total: int, progress: bool):
+        self.run = run
+        self.bar = None
+        self.last_return = float("nan")
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="step", unit_scale=True, dynamic_ncols=True, file=sys.stderr)
+
+    def _advance(self, step: int, metrics: dict | None = None):
+        if self.bar is None:
+            return
+        self.bar.update(step - self.bar.n)
+        postfix = {"return": f"{self.last_return:.1f}"}
+        if metrics and "time/steps_per_second" in metrics:
+            postfix["steps/s"] = f"{metrics['time/steps_per_second']:.0f}"
+        self.bar.set_postfix(postfix, refresh=False)
+
+    def on_log(self, step, metrics):
+        self.run.log(step, metrics)
+        if "train/episode_return" in metrics:
+            self.last_return = metrics["train/episode_return"]
+        self._advance(step, metrics)
+
+    def on_eval(self, step, returns):
+        returns = np.asarray(returns, dtype=np.float64).reshape(-1)
+        self.run.log_eval(step, returns.tolist())
+        self.last_return = float(returns.mean())
+        self._advance(step)
+
+    def on_checkpoint(self, step, tree, meta):
+        save_host_checkpoint(self.run.path, step, tree, meta)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def save_host_checkpoint(run_dir: Path, step: int, tree: dict, meta: dict):
+    """The replay buffer's rows go to the `.npz` part; everything else to msgpack."""
+    tree = dict(tree)
+    arrays = {}
+    if "buffer" in tree:
+        buffer = tree.pop("buffer")
+        arrays = {f"buffer.{name}": np.asarray(value) for name, value in buffer.data._asdict().items()}
+        tree["buffer_position"] = {"pos": buffer.pos, "size": buffer.size}
+    save_checkpoint(run_dir, step, tree, arrays, meta)
+
+
+def load_host_checkpoint(run_dir: Path, template: dict):
+    template = dict(template)
+    buffer_template = template.pop("buffer", None)
+    if buffer_template is not None:
+        template["buffer_position"] = {"pos": buffer_template.pos, "size": buffer_template.size}
+    loaded = load_latest_checkpoint(run_dir, template)
+    if loaded is None:
+        return None
+    step, tree, arrays, meta = loaded
+    tree = dict(tree)
+    if buffer_template is not None:
+        import jax.numpy as jnp
+
+        position = tree.pop("buffer_position")
+        data = type(buffer_template.data)(**{name: jnp.asarray(arrays[f"buffer.{name}"]) for name in buffer_template.data._fields})
+        tree["buffer"] = type(buffer_template)(data, jnp.asarray(position["pos"]), jnp.asarray(position["size"]))
+    return step, tree, meta
+
+
+def train(req: TrainRequest, *, runs_root: Path | None = None, progress: bool = True, argv: list[str] | None = None,
+          resume: Path | None = None) -> Path:
+    """Train (or resume) one tracked run and return its directory."""
+    _validate(req)
+    spec = get_agent(req.algo)
+    from heron.envs.gym_envs import check_env_id
+    from heron.envs.jax_envs import available_jax_envs
+
+    if req.env_id not in available_jax_envs():
+        check_env_id(req.env_id)
+    loop_kind = _choose_loop(req)
+    agent_cfg = resolve_agent_config(spec, req.overrides, req.steps)
+    eval_every = req.eval_every or max(req.steps // 10, 1)
+
+    if resume is None:
+        config = {"request": config_to_dict(req), "loop": loop_kind, "agent": config_to_dict(agent_cfg),
+                  "algo": req.algo, "env": req.env_id, "seeds": req.seeds, "seed": req.seed, "steps": req.steps}
+        run = Run.create(runs_root or default_runs_root(), f"{req.algo}-{req.env_id}", config, argv or sys.argv, req.seed)
+    else:
+        run = Run.open(resume)
+    callbacks = RunCallbacks(run, req.steps, progress)
+    try:
+        if loop_kind == "host":
+            _train_host(run, spec, agent_cfg, req, eval_every, callbacks, resuming=resume is not None)
+        else:
+            _train_compiled(run, spec, agent_cfg, req, eval_every, callbacks, resuming=resume is not None)
+    except KeyboardInterrupt:
+        callbacks.close()
+        run.finish("failed", "interrupted by the user (Ctrl-C); continue with `heron train --resume RUN_DIR`")
+        raise
+    except BaseException as err:
+        callbacks.close()
+        run.finish("failed", f"{type(err).__name__}: {err}")
+        raise
+    callbacks.close()
+    write_report(run)
+    run.finish("finished")
+    return run.path
+
+
+def _train_host(run, spec, agent_cfg, req, eval_every, callbacks, resuming: bool):
+    loop_cfg = HostLoopConfig(env_id=req.env_id, total_steps=req.steps, seed=req.seed, eval_every=eval_every,
+                              eval_episodes=req.eval_episodes, log_every=req.log_every, checkpoint_every=req.checkpoint_every)
+    loop = HostLoop(spec, agent_cfg, loop_cfg)
+    try:
+        state = loop.init()
+        if resuming:
+            loaded = load_host_checkpoint(run.path, loop.template())
+            if loaded is not None:
+                step, tree, meta = loaded
+                state = {"tree": tree, "meta": meta}
+                run.rewind_logs(step)
+            else:
+                run.rewind_logs(0)
+            if callbacks.bar is not None:
+                callbacks.bar.update(state["meta"]["env_steps"])
+        final = loop.run(state, callbacks)
+        save_host_checkpoint(run.path, req.steps, final["tree"], final["meta"])
+    finally:
+        loop.close()
+
+
+def _train_compiled(run, spec, agent_cfg, req, eval_every, callbacks, resuming: bool):
+    from heron.loops.online_jax import train_tracked
+
+    train_tracked(run, spec, agent_cfg, req, eval_every, callbacks, resuming)
+
+
+def load_request(run: Run) -> tuple[TrainRequest, AgentSpec, object]:
+    config = run.config
+    try:
+        req = config_from_dict(TrainRequest, config["request"])
+        spec = get_agent(req.algo)
+        agent_cfg = config_from_dict(spec.config, config["agent"])
+    except (KeyError, TypeError) as err:
+        raise HeronError(f"{run.path}/config.json is not a heron train config ({err}); was it written by `heron train`?") from None
+    return req, spec, agent_cfg
+
+
+def resume_run(run_dir: Path, *, progress: bool = True) -> Path:
+    run = Run.open(run_dir)
+    req, _, _ = load_request(run)
+    return train(req, progress=progress, resume=run.path)
+
+
+def evaluate_run(run_dir: Path, episodes: int = 10, seed: int = 0) -> np.ndarray:
+    """Evaluate the latest checkpoint of a run with the deterministic policy."""
+    run = Run.open(run_dir)
+    req, spec, agent_cfg = load_request(run)
+    if run.config.get("loop") == "compiled":
+        from heron.loops.online_jax import evaluate_tracked
+
+        return evaluate_tracked(run, spec, agent_cfg, req, episodes, seed)
+    loop = HostLoop(spec, agent_cfg, HostLoopConfig(env_id=req.env_id, total_steps=req.steps, eval_episodes=0))
+    try:
+        loaded = load_host_checkpoint(run.path, loop.template())
+    finally:
+        loop.close()
+    if loaded is None:
+        raise HeronError(f"{run.path} has no checkpoint to evaluate yet: train it further or resume it with `heron train --resume {run.path}`")
+    evaluator = Evaluator(req.env_id, episodes, spec.act)
+    try:
+        return evaluator(loaded[1]["agent"], jax.random.PRNGKey(seed))
+    finally:
+        evaluator.close()
+
+
+def write_report(run: Run) -> Path:
+    """A short Markdown report with the evaluation curve, next to the run's data."""
+    from heron.tracking.plots import plot_runs
+
+    png = run.path / "eval_curve.png"
+    evals = run.eval_table()
+    lines = [f"# {run.config.get('algo')} on {run.config.get('env')}", "",
+             f"- run: `{run.path.name}`", f"- steps: {run.config.get('steps')}, seeds: {run.config.get('seeds')}, "
+             f"loop: {run.config.get('loop')}", ""]
+    if evals:
+        try:
+            plot_runs([run.path], out=png)
+            lines += ["![evaluation return](eval_curve.png)", ""]
+        except HeronError:
+            pass
+        lines += ["| step | mean eval return | std | episodes |", "|---:|---:|---:|---:|"]
+        for step, returns in evals:
+            lines.append(f"| {step} | {np.mean(returns):.1f} | {np.std(returns):.1f} | {len(returns)} |")
+    lines += ["", "## Agent config", "", "```json", json.dumps(run.config.get("agent", {}), indent=2), "```", ""]
+    report = run.path / "report.md"
+    tmp = report.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(report)
+    return report

@@ -1,0 +1,300 @@
+"""Online training over Gymnasium vector envs on the host, with jitted `act` / `update`.
+
+Correctness rules this loop guarantees:
+
+* Terminated vs truncated: envs use Gymnasium 1.x SAME_STEP autoreset, so when an episode
+  ends the step returns the reset observation and the true final observation sits in
+  `info["final_obs"]`. Stored transitions always carry the true next observation, so a
+  truncated episode bootstraps from its real last state, and no transition ever joins
+  the last state of one episode to the first state of the next.
+* Exact resume: a checkpoint is an episode boundary. At the start of every segment (the
+  run's start and right after each checkpoint) all envs are reset with seeds drawn from
+  the loop's JAX key, and the unfinished episodes are cut there (their transitions are
+  kept; they are simply not counted as finished episodes). An uninterrupted run does the
+  same at the same steps, so a run resumed from a checkpoint replays it bit for bit on
+  the same machine: agent state, replay buffer, key and counters all come back from the
+  checkpoint, and the env state is a deterministic function of the key.
+
+The loop reports through a `Callbacks` object and never prints or writes files itself.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from heron.agents.registry import AgentSpec
+from heron.data.replay import ReplayBuffer, replay_add, replay_init, replay_sample
+from heron.envs.gym_envs import make_vector_env
+from heron.envs.spaces import check_action_space
+from heron.types import Transition
+
+
+@dataclass(frozen=True)
+class HostLoopConfig:
+    """Settings of the host loop (the agent's own hyperparameters live in its config)."""
+
+    env_id: str
+    """Gymnasium environment id."""
+    total_steps: int
+    """Environment steps to train for (summed over the vector envs)."""
+    seed: int = 0
+    """Seed of the run's single JAX key; everything random derives from it."""
+    eval_every: int = 10_000
+    """Evaluate the deterministic policy every this many env steps (0: only at the end)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation, run in parallel in a separate evaluation env."""
+    log_every: int = 1_000
+    """Report training metrics every this many env steps."""
+    checkpoint_every: int = 0
+    """Checkpoint every this many env steps (0: never during the run)."""
+
+
+class Callbacks(Protocol):
+    def on_log(self, step: int, metrics: dict[str, float]) -> None: ...
+    def on_eval(self, step: int, returns: np.ndarray) -> None: ...
+    def on_checkpoint(self, step: int, tree: Any, meta: dict) -> None: ...
+
+
+class NoCallbacks:
+    def on_log(self, step, metrics):
+        pass
+
+    def on_eval(self, step, returns):
+        pass
+
+    def on_checkpoint(self, step, tree, meta):
+        pass
+
+
+def random_action_fn(space: gym.Space) -> Callable[[jax.Array, int], jax.Array]:
+    """Uniform random actions drawn from a JAX key (used before `learning_starts`)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return lambda key, n: jax.random.randint(key, (n,), 0, space.n).astype(jnp.int32) + int(space.start)
+    low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
+    return lambda key, n: jax.random.uniform(key, (n, *space.shape), jnp.float32, low, high)
+
+
+def env_seeds(key: jax.Array, n: int) -> list[int]:
+    return [int(s) for s in np.asarray(jax.random.randint(key, (n,), 0, 2**31 - 1))]
+
+
+class Evaluator:
+    """Runs `episodes` deterministic episodes in parallel (one per env), seeded by a key."""
+
+    def __init__(self, env_id: str, episodes: int, act: Callable):
+        self.env = make_vector_env(env_id, episodes)
+        self.episodes = episodes
+        self.act = jax.jit(partial(act, deterministic=True))
+
+    def __call__(self, agent_state, key: jax.Array) -> np.ndarray:
+        obs, _ = self.env.reset(seed=env_seeds(key, self.episodes))
+        returns = np.zeros(self.episodes)
+        running = np.ones(self.episodes, bool)
+        while running.any():
+            action = np.asarray(self.act(agent_state, obs, key))
+            obs, reward, terminated, truncated, _ = self.env.step(action)
+            returns += reward * running
+            running &= ~(terminated | truncated)
+        return returns
+
+    def close(self):
+        self.env.close()
+
+
+class HostLoop:
+    """Trains one agent on a Gymnasium vector env. `run()` is resumable from `restore()`."""
+
+    def __init__(self, spec: AgentSpec, agent_cfg, loop_cfg: HostLoopConfig):
+        self.spec, self.cfg, self.loop_cfg = spec, agent_cfg, loop_cfg
+        self.num_envs = int(agent_cfg.num_envs)
+        self.envs = make_vector_env(loop_cfg.env_id, self.num_envs)
+        self.obs_space = self.envs.single_observation_space
+        self.act_space = self.envs.single_action_space
+        check_action_space(spec.name, spec.action_kinds, self.act_space, loop_cfg.env_id)
+        self.evaluator = Evaluator(loop_cfg.env_id, loop_cfg.eval_episodes, spec.act) if loop_cfg.eval_episodes > 0 else None
+        self._compile()
+
+    # ----------------------------------------------------------------- compiled pieces
+    def _compile(self):
+        spec, cfg, n = self.spec, self.cfg, self.num_envs
+        random_action = random_action_fn(self.act_space)
+
+        def act_step(agent_state, obs, key):
+            key, k = jax.random.split(key)
+            return spec.act(agent_state, obs, k, False), key
+
+        def random_step(key):
+            key, k = jax.random.split(key)
+            return random_action(k, n), key
+
+        self._act = jax.jit(act_step)
+        self._random = jax.jit(random_step)
+        if spec.family == "off_policy":
+            def add_and_train(agent_state, buffer: ReplayBuffer, batch: Transition, key, train: bool):
+                buffer = replay_add(buffer, batch)
+                if not train:
+                    return agent_state, buffer, key, {}
+
+                def one_update(carry, _):
+                    agent_state, key = carry
+                    key, k_sample, k_update = jax.random.split(key, 3)
+                    agent_state, metrics = spec.update(agent_state, replay_sample(buffer, k_sample, cfg.batch_size), k_update, cfg)
+                    return (agent_state, key), metrics
+
+                (agent_state, key), metrics = jax.lax.scan(one_update, (agent_state, key), None, length=cfg.gradient_steps)
+                return agent_state, buffer, key, jax.tree.map(lambda m: m[-1], metrics)
+
+            self._add_and_train = jax.jit(add_and_train, static_argnames="train", donate_argnums=(1,))
+        else:
+            def update(agent_state, rollout, key):
+                key, k = jax.random.split(key)
+                agent_state, metrics = spec.update(agent_state, rollout, k, cfg)
+                return agent_state, key, metrics
+
+            self._update = jax.jit(update)
+
+    # ----------------------------------------------------------------- state
+    def init(self) -> dict:
+        """Fresh loop state: a pytree (agent, buffer, key) plus host counters in `meta`."""
+        key = jax.random.PRNGKey(self.loop_cfg.seed)
+        key, k_init = jax.random.split(key)
+        tree = {"agent": self.spec.init(k_init, self.obs_space, self.act_space, self.cfg), "key": key}
+        if self.spec.family == "off_policy":
+            capacity = min(int(self.cfg.buffer_size), self.loop_cfg.total_steps)
+            act_shape = () if isinstance(self.act_space, gym.spaces.Discrete) else self.act_space.shape
+            act_dtype = jnp.int32 if isinstance(self.act_space, gym.spaces.Discrete) else jnp.float32
+            tree["buffer"] = replay_init(capacity, self.obs_space.shape, jnp.float32, act_shape, act_dtype)
+        meta = {"env_steps": 0, "vector_steps": 0, "updates": 0, "episodes": 0}
+        return {"tree": tree, "meta": meta}
+
+    def template(self) -> Any:
+        """A tree with the structure of a checkpoint, for deserialisation."""
+        return self.init()["tree"]
+
+    # ----------------------------------------------------------------- main loop
+    def run(self, state: dict, callbacks: Callbacks = NoCallbacks()) -> dict:
+        lc, cfg = self.loop_cfg, self.cfg
+        tree, meta = state["tree"], dict(state["meta"])
+        agent, key = tree["agent"], tree["key"]
+        buffer = tree.get("buffer")
+        off_policy = self.spec.family == "off_policy"
+        steps_per_iter = self.num_envs * (1 if off_policy else int(cfg.num_steps))
+
+        def due(every: int, step: int) -> bool:
+            return every > 0 and step % every < steps_per_iter and step > 0
+
+        # A segment starts here: reset every env from the key (see module docstring).
+        key, k_reset = jax.random.split(key)
+        obs, _ = self.envs.reset(seed=env_seeds(k_reset, self.num_envs))
+        ep_return, ep_length = np.zeros(self.num_envs), np.zeros(self.num_envs, np.int64)
+        finished_returns: list[float] = []
+        finished_lengths: list[int] = []
+        last_metrics: dict = {}
+        wall_start, steps_at_start = _now(), meta["env_steps"]
+
+        while meta["env_steps"] < lc.total_steps:
+            if off_policy:
+                if meta["env_steps"] < cfg.learning_starts:
+                    action, key = self._random(key)
+                else:
+                    action, key = self._act(agent, obs, key)
+                action = np.asarray(action)
+                next_obs, reward, terminated, truncated, info = self.envs.step(action)
+                true_next = _true_next_obs(next_obs, info)
+                batch = Transition(obs, action, reward.astype(np.float32), true_next,
+                                   terminated.astype(np.float32), truncated.astype(np.float32))
+                meta["env_steps"] += self.num_envs
+                meta["vector_steps"] += 1
+                train = meta["env_steps"] >= cfg.learning_starts and meta["vector_steps"] % cfg.train_frequency == 0
+                agent, buffer, key, metrics = self._add_and_train(agent, buffer, batch, key, train=train)
+                if train:
+                    meta["updates"] += int(cfg.gradient_steps)
+                    last_metrics = metrics
+                self._track_episodes(reward, terminated | truncated, ep_return, ep_length, finished_returns, finished_lengths)
+                obs = next_obs
+            else:
+                rollout, obs, key = self._collect_rollout(agent, obs, key, ep_return, ep_length, finished_returns, finished_lengths)
+                agent, key, last_metrics = self._update(agent, rollout, key)
+                meta["env_steps"] += steps_per_iter
+                meta["vector_steps"] += int(cfg.num_steps)
+                meta["updates"] += 1
+
+            step = meta["env_steps"]
+            checkpoint_due = due(lc.checkpoint_every, step) and step < lc.total_steps
+            # A checkpoint always follows a log, so no unlogged episode straddles it.
+            if due(lc.log_every, step) or step >= lc.total_steps or checkpoint_due:
+                metrics = {f"train/{k}": float(v) for k, v in last_metrics.items()}
+                if finished_returns:
+                    metrics["train/episode_return"] = float(np.mean(finished_returns))
+                    metrics["train/episode_length"] = float(np.mean(finished_lengths))
+                    meta["episodes"] += len(finished_returns)
+                    finished_returns.clear(), finished_lengths.clear()
+                metrics["time/steps_per_second"] = (step - steps_at_start) / max(_now() - wall_start, 1e-9)
+                callbacks.on_log(step, metrics)
+            if self.evaluator is not None and (due(lc.eval_every, step) or step >= lc.total_steps):
+                key, k_eval = jax.random.split(key)
+                callbacks.on_eval(step, self.evaluator(agent, k_eval))
+            if checkpoint_due:
+                tree = {"agent": agent, "key": key, **({"buffer": buffer} if off_policy else {})}
+                callbacks.on_checkpoint(step, tree, dict(meta))
+                # New segment: the same reset an uninterrupted and a resumed run both do.
+                key, k_reset = jax.random.split(key)
+                obs, _ = self.envs.reset(seed=env_seeds(k_reset, self.num_envs))
+                ep_return[:], ep_length[:] = 0, 0
+
+        tree = {"agent": agent, "key": key, **({"buffer": buffer} if off_policy else {})}
+        return {"tree": tree, "meta": meta}
+
+    def _collect_rollout(self, agent, obs, key, ep_return, ep_length, finished_returns, finished_lengths):
+        T, n = int(self.cfg.num_steps), self.num_envs
+        obs_buf = np.zeros((T, n, *self.obs_space.shape), np.float32)
+        next_buf = np.zeros_like(obs_buf)
+        actions, rewards = [], np.zeros((T, n), np.float32)
+        terms, truncs = np.zeros((T, n), np.float32), np.zeros((T, n), np.float32)
+        for t in range(T):
+            action, key = self._act(agent, obs, key)
+            action = np.asarray(action)
+            next_obs, reward, terminated, truncated, info = self.envs.step(action)
+            obs_buf[t], next_buf[t] = obs, _true_next_obs(next_obs, info)
+            actions.append(action)
+            rewards[t], terms[t], truncs[t] = reward, terminated, truncated
+            self._track_episodes(reward, terminated | truncated, ep_return, ep_length, finished_returns, finished_lengths)
+            obs = next_obs
+        rollout = Transition(obs_buf, np.stack(actions), rewards, next_buf, terms, truncs)
+        return rollout, obs, key
+
+    @staticmethod
+    def _track_episodes(reward, done, ep_return, ep_length, finished_returns, finished_lengths):
+        ep_return += reward
+        ep_length += 1
+        for i in np.flatnonzero(done):
+            finished_returns.append(float(ep_return[i]))
+            finished_lengths.append(int(ep_length[i]))
+            ep_return[i], ep_length[i] = 0.0, 0
+
+    def close(self):
+        self.envs.close()
+        if self.evaluator is not None:
+            self.evaluator.close()
+
+
+def _true_next_obs(next_obs: np.ndarray, info: dict) -> np.ndarray:
+    """The observation each env actually reached: the final one where an episode ended."""
+    if "_final_obs" not in info or not info["_final_obs"].any():
+        return next_obs
+    true_next = next_obs.copy()
+    for i in np.flatnonzero(info["_final_obs"]):
+        true_next[i] = info["final_obs"][i]
+    return true_next
+
+
+def _now() -> float:
+    import time
+
+    return time.perf_counter()
