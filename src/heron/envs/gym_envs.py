@@ -16,14 +16,15 @@ def check_env_id(env_id: str) -> None:
 
 
 def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
-    """Synchronous vector env with Gymnasium 1.x next-step autoreset.
+    """Synchronous vector env with Gymnasium 1.x SAME_STEP autoreset.
 
-    Under next-step autoreset, the step after an episode ends returns the reset
-    observation and a dummy reward; the host loop relies on that mode (and checks it).
+    When an episode ends, the step returns the reset observation and puts the true final
+    observation in `info["final_obs"]`, so no step is wasted on resets and the host loop can
+    store the exact transition (see `heron.loops.online_host`).
     """
     check_env_id(env_id)
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP})
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
 
 
 def make_env(env_id: str) -> gym.Env:
