@@ -1,3 +1,5 @@
 """Algorithms, one module each; importing this package registers them all."""
 
 from heron.agents.registry import AgentSpec, available, get_agent, register  # noqa: F401
+from heron.agents import ppo  # noqa: F401,E402
+from heron.agents import dqn, sac, td3  # noqa: F401,E402

@@ -17,7 +17,6 @@ from heron.agents.registry import AgentSpec, get_agent
 from heron.config import apply_overrides, config_from_dict, config_to_dict
 from heron.errors import HeronError
 from heron.loops.online_host import Evaluator, HostLoop, HostLoopConfig
-from heron.tracking.checkpoint import load_latest_checkpoint, save_checkpoint
 from heron.tracking.run import Run, default_runs_root
 
 DEFAULT_STEPS = 100_000
@@ -111,14 +110,14 @@ class RunCallbacks:
         self._advance(step)
 
     def on_checkpoint(self, step, tree, meta):
-        save_host_checkpoint(self.run.path, step, tree, meta)
+        save_host_checkpoint(self.run, step, tree, meta)
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
 
 
-def save_host_checkpoint(run_dir: Path, step: int, tree: dict, meta: dict):
+def save_host_checkpoint(run: Run, step: int, tree: dict, meta: dict):
     """The replay buffer's rows go to the `.npz` part; everything else to msgpack."""
     tree = dict(tree)
     arrays = {}
@@ -126,15 +125,15 @@ def save_host_checkpoint(run_dir: Path, step: int, tree: dict, meta: dict):
         buffer = tree.pop("buffer")
         arrays = {f"buffer.{name}": np.asarray(value) for name, value in buffer.data._asdict().items()}
         tree["buffer_position"] = {"pos": buffer.pos, "size": buffer.size}
-    save_checkpoint(run_dir, step, tree, arrays, meta)
+    run.save_checkpoint(step, tree, arrays, meta)
 
 
-def load_host_checkpoint(run_dir: Path, template: dict):
+def load_host_checkpoint(run: Run, template: dict):
     template = dict(template)
     buffer_template = template.pop("buffer", None)
     if buffer_template is not None:
         template["buffer_position"] = {"pos": buffer_template.pos, "size": buffer_template.size}
-    loaded = load_latest_checkpoint(run_dir, template)
+    loaded = run.load_latest_checkpoint(template)
     if loaded is None:
         return None
     step, tree, arrays, meta = loaded
@@ -195,25 +194,80 @@ def _train_host(run, spec, agent_cfg, req, eval_every, callbacks, resuming: bool
     try:
         state = loop.init()
         if resuming:
-            loaded = load_host_checkpoint(run.path, loop.template())
+            loaded = load_host_checkpoint(run, loop.template())
             if loaded is not None:
                 step, tree, meta = loaded
                 state = {"tree": tree, "meta": meta}
-                run.rewind_logs(step)
-            else:
-                run.rewind_logs(0)
+            run.rewind_logs(step if loaded is not None else None)
             if callbacks.bar is not None:
                 callbacks.bar.update(state["meta"]["env_steps"])
         final = loop.run(state, callbacks)
-        save_host_checkpoint(run.path, req.steps, final["tree"], final["meta"])
+        save_host_checkpoint(run, final["meta"]["env_steps"], final["tree"], final["meta"])
     finally:
         loop.close()
 
 
 def _train_compiled(run, spec, agent_cfg, req, eval_every, callbacks, resuming: bool):
-    from heron.loops.online_jax import train_tracked
+    """Chunks of the compiled loop between log / eval / checkpoint boundaries.
 
-    train_tracked(run, spec, agent_cfg, req, eval_every, callbacks, resuming)
+    The whole loop state (env states included) is one pytree, so a checkpoint is just that
+    pytree and resuming needs no episode boundary. Evaluation keys are derived from
+    (seed, step), so they do not depend on where a run was interrupted.
+    """
+    from heron.envs.jax_envs import make_jax_env
+    from heron.loops import online_jax
+
+    env = make_jax_env(req.env_id)
+    loop_state = online_jax.init_loop_seeds(req.seed, req.seeds, spec, agent_cfg, env, req.steps)
+    if resuming:
+        checkpoint = run.load_latest_checkpoint(loop_state)
+        if checkpoint is not None:
+            loop_state = checkpoint.tree
+        run.rewind_logs(checkpoint)
+    per_iteration = online_jax.steps_per_iteration(spec, agent_cfg)
+    total_iterations = -(-req.steps // per_iteration)
+    iteration = int(loop_state.iteration)
+    if callbacks.bar is not None:
+        callbacks.bar.update(iteration * per_iteration)
+
+    def every(steps: int) -> int:
+        return max(1, steps // per_iteration) if steps > 0 else 0
+
+    log_it, eval_it, ckpt_it = every(req.log_every), every(eval_every), every(req.checkpoint_every)
+    eval_key = jax.random.fold_in(jax.random.PRNGKey(req.seed), 0xE7A1)
+    wall_start, start_iteration = _now(), iteration
+    while iteration < total_iterations:
+        next_stop = min([total_iterations] + [(iteration // n + 1) * n for n in (log_it, eval_it, ckpt_it) if n])
+        loop_state, metrics = online_jax.run_chunk(loop_state, next_stop - iteration)
+        iteration = next_stop
+        step = iteration * per_iteration
+        done = iteration >= total_iterations
+        if (log_it and iteration % log_it == 0) or done:
+            row = {f"train/{k}": np.asarray(v) for k, v in jax.device_get(metrics).items()}
+            row["time/steps_per_second"] = (iteration - start_iteration) * per_iteration * req.seeds / max(_now() - wall_start, 1e-9)
+            callbacks.on_log(step, row)
+        if (eval_it and iteration % eval_it == 0) or done:
+            returns = online_jax.evaluate_seeds(loop_state, jax.random.fold_in(eval_key, step), req.eval_episodes)
+            callbacks.on_eval(step, np.asarray(returns))
+        if (ckpt_it and iteration % ckpt_it == 0) or done:
+            run.save_checkpoint(step, loop_state, meta={"env_steps": step, "seeds": req.seeds})
+
+
+def _now() -> float:
+    import time
+
+    return time.perf_counter()
+
+
+def _evaluate_compiled(run, spec, agent_cfg, req, episodes: int, seed: int) -> np.ndarray:
+    from heron.envs.jax_envs import make_jax_env
+    from heron.loops import online_jax
+
+    template = online_jax.init_loop_seeds(req.seed, req.seeds, spec, agent_cfg, make_jax_env(req.env_id), req.steps)
+    checkpoint = run.load_latest_checkpoint(template)
+    if checkpoint is None:
+        raise HeronError(f"{run.path} has no checkpoint to evaluate yet: resume it with `heron train --resume {run.path}`")
+    return np.asarray(online_jax.evaluate_seeds(checkpoint.tree, jax.random.PRNGKey(seed), episodes)).reshape(-1)
 
 
 def load_request(run: Run) -> tuple[TrainRequest, AgentSpec, object]:
@@ -238,12 +292,10 @@ def evaluate_run(run_dir: Path, episodes: int = 10, seed: int = 0) -> np.ndarray
     run = Run.open(run_dir)
     req, spec, agent_cfg = load_request(run)
     if run.config.get("loop") == "compiled":
-        from heron.loops.online_jax import evaluate_tracked
-
-        return evaluate_tracked(run, spec, agent_cfg, req, episodes, seed)
+        return _evaluate_compiled(run, spec, agent_cfg, req, episodes, seed)
     loop = HostLoop(spec, agent_cfg, HostLoopConfig(env_id=req.env_id, total_steps=req.steps, eval_episodes=0))
     try:
-        loaded = load_host_checkpoint(run.path, loop.template())
+        loaded = load_host_checkpoint(run, loop.template())
     finally:
         loop.close()
     if loaded is None:
