@@ -28,7 +28,7 @@ from flax import struct
 from flax.core import FrozenDict
 
 from heron.agents.registry import AgentSpec, register
-from heron.agents.sac import check_loop_settings
+from heron.core.validation import check_loop_settings
 from heron.core.networks import MLP
 from heron.core.normalization import ema_update
 from heron.errors import HeronError

@@ -23,9 +23,11 @@ from flax import struct
 from flax.core import FrozenDict
 
 from heron.agents.registry import AgentSpec, register
+from heron.core.actions import box_bounds, from_unit, to_unit
 from heron.core.distributions import tanh_gaussian_sample
 from heron.core.networks import Ensemble, GaussianHead, QNetwork
 from heron.core.normalization import ema_update
+from heron.core.validation import check_loop_settings
 from heron.errors import HeronError
 from heron.types import Transition
 
@@ -92,20 +94,6 @@ class Config:
             raise HeronError(f"sac: initial_alpha must be > 0, got {self.initial_alpha}")
 
 
-def check_loop_settings(cfg) -> None:
-    """Fail fast on loop settings and coefficients that cannot work (shared by the off-policy agents)."""
-    name = type(cfg).__module__.rsplit(".", 1)[-1]
-    for field in ("num_envs", "buffer_size", "batch_size", "train_frequency", "gradient_steps"):
-        if getattr(cfg, field) < 1:
-            raise HeronError(f"{name}: {field} must be >= 1, got {getattr(cfg, field)}")
-    if cfg.learning_starts < 0:
-        raise HeronError(f"{name}: learning_starts must be >= 0, got {cfg.learning_starts}")
-    if not 0.0 <= cfg.gamma <= 1.0:
-        raise HeronError(f"{name}: gamma must be in [0, 1], got {cfg.gamma}")
-    if not 0.0 < cfg.tau <= 1.0:
-        raise HeronError(f"{name}: tau must be in (0, 1], got {cfg.tau}")
-
-
 @struct.dataclass
 class State:
     """Everything SAC learns, as a pytree; the module definitions and bounds are static."""
@@ -123,27 +111,6 @@ class State:
     critic: Ensemble = struct.field(pytree_node=False)
     action_low: tuple[float, ...] = struct.field(pytree_node=False)
     action_high: tuple[float, ...] = struct.field(pytree_node=False)
-
-
-def box_bounds(act_space: gym.Space, algo: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The Box's bounds as hashable tuples, or a clear error for anything else."""
-    if not (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1
-            and np.all(np.isfinite(act_space.low)) and np.all(np.isfinite(act_space.high))):
-        raise HeronError(f"{algo} needs a 1-D Box action space with finite bounds, got {act_space}; "
-                         "pick an env with continuous actions")
-    return tuple(float(x) for x in act_space.low), tuple(float(x) for x in act_space.high)
-
-
-def to_unit(action: jax.Array, low: tuple[float, ...], high: tuple[float, ...]) -> jax.Array:
-    """Env units [low, high] -> [-1, 1]."""
-    low, high = jnp.asarray(low, jnp.float32), jnp.asarray(high, jnp.float32)
-    return (2.0 * (action.astype(jnp.float32) - low) / (high - low) - 1.0).clip(-1.0, 1.0)
-
-
-def from_unit(action: jax.Array, low: tuple[float, ...], high: tuple[float, ...]) -> jax.Array:
-    """[-1, 1] -> env units [low, high] (clipped so rounding never leaves the Box)."""
-    low, high = jnp.asarray(low, jnp.float32), jnp.asarray(high, jnp.float32)
-    return jnp.clip(low + 0.5 * (action + 1.0) * (high - low), low, high).astype(jnp.float32)
 
 
 def _flat_obs(obs: jax.Array) -> jax.Array:

@@ -22,7 +22,8 @@ from flax import struct
 from flax.core import FrozenDict
 
 from heron.agents.registry import AgentSpec, register
-from heron.agents.sac import box_bounds, check_loop_settings, from_unit, to_unit
+from heron.core.actions import box_bounds, from_unit, to_unit
+from heron.core.validation import check_loop_settings
 from heron.core.networks import DeterministicActor, Ensemble, QNetwork
 from heron.core.normalization import ema_update
 from heron.errors import HeronError

@@ -15,6 +15,7 @@ import numpy as np
 
 from heron.agents.registry import AgentSpec, get_agent
 from heron.config import apply_overrides, config_from_dict, config_to_dict
+from heron.envs.spaces import check_action_space
 from heron.errors import HeronError
 from heron.loops.online_host import Evaluator, HostLoop, HostLoopConfig
 from heron.tracking.run import Run, default_runs_root
@@ -65,6 +66,21 @@ def _choose_loop(req: TrainRequest) -> str:
     if req.loop == "host" and req.seeds > 1:
         raise HeronError("--seeds N > 1 needs --loop compiled (or auto); the host loop trains one seed per run")
     return req.loop
+
+
+def _action_space(env_id: str, loop_kind: str):
+    """The env's action space, checked before any run directory is created."""
+    if loop_kind == "compiled":
+        from heron.envs.jax_envs import make_jax_env
+
+        return make_jax_env(env_id).action_space
+    from heron.envs.gym_envs import make_env
+
+    env = make_env(env_id)
+    try:
+        return env.action_space
+    finally:
+        env.close()
 
 
 def _validate(req: TrainRequest):
@@ -159,6 +175,7 @@ def train(req: TrainRequest, *, runs_root: Path | None = None, progress: bool = 
         check_env_id(req.env_id)
     loop_kind = _choose_loop(req)
     agent_cfg = resolve_agent_config(spec, req.overrides, req.steps)
+    check_action_space(spec.name, spec.action_kinds, _action_space(req.env_id, loop_kind), req.env_id)
     eval_every = req.eval_every or max(req.steps // 10, 1)
 
     if resume is None:
