@@ -38,7 +38,8 @@ def _add_train(sub):
     p.add_argument("--loop", default="auto", help="auto | host | compiled (auto: compiled when a pure-JAX env exists)")
     p.add_argument("--eval-every", type=int, default=0, help="env steps between evaluations (default: steps/10)")
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
-    p.add_argument("--log-every", type=int, default=1000, help="env steps between metric rows")
+    p.add_argument("--log-every", type=int, default=0,
+                   help="env steps between metric rows (default: 1000 in the host loop, steps/100 in the compiled loop)")
     p.add_argument("--checkpoint-every", type=int, default=0, help="env steps between checkpoints (0: only at the end)")
     p.add_argument("--runs-dir", type=Path, default=None, help="where run directories go (default ./runs or $HERON_RUNS_DIR)")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a killed or interrupted run")

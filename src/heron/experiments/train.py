@@ -35,7 +35,7 @@ class TrainRequest:
     loop: str = "auto"
     eval_every: int = 0
     eval_episodes: int = 10
-    log_every: int = 1_000
+    log_every: int = 0
     checkpoint_every: int = 0
     overrides: tuple[str, ...] = ()
 
@@ -84,10 +84,10 @@ def _action_space(env_id: str, loop_kind: str):
 
 
 def _validate(req: TrainRequest):
-    for name in ("steps", "seeds", "eval_episodes", "log_every"):
+    for name in ("steps", "seeds", "eval_episodes"):
         if getattr(req, name) <= 0:
             raise HeronError(f"--{name.replace('_', '-')} must be positive, got {getattr(req, name)}")
-    for name in ("eval_every", "checkpoint_every"):
+    for name in ("eval_every", "checkpoint_every", "log_every"):
         if getattr(req, name) < 0:
             raise HeronError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(req, name)}")
 
@@ -116,7 +116,9 @@ class RunCallbacks:
     def on_log(self, step, metrics):
         self.run.log(step, metrics)
         if "train/episode_return" in metrics:
-            self.last_return = metrics["train/episode_return"]
+            returns = np.asarray(metrics["train/episode_return"], dtype=np.float64)  # [seeds] or scalar
+            if not np.all(np.isnan(returns)):
+                self.last_return = float(np.nanmean(returns))
         self._advance(step, metrics)
 
     def on_eval(self, step, returns):
@@ -206,7 +208,7 @@ def train(req: TrainRequest, *, runs_root: Path | None = None, progress: bool = 
 
 def _train_host(run, spec, agent_cfg, req, eval_every, callbacks, resuming: bool):
     loop_cfg = HostLoopConfig(env_id=req.env_id, total_steps=req.steps, seed=req.seed, eval_every=eval_every,
-                              eval_episodes=req.eval_episodes, log_every=req.log_every, checkpoint_every=req.checkpoint_every)
+                              eval_episodes=req.eval_episodes, log_every=req.log_every or 1_000, checkpoint_every=req.checkpoint_every)
     loop = HostLoop(spec, agent_cfg, loop_cfg)
     try:
         state = loop.init()
@@ -250,7 +252,10 @@ def _train_compiled(run, spec, agent_cfg, req, eval_every, callbacks, resuming: 
     def every(steps: int) -> int:
         return max(1, steps // per_iteration) if steps > 0 else 0
 
-    log_it, eval_it, ckpt_it = every(req.log_every), every(eval_every), every(req.checkpoint_every)
+    # Each chunk is one compiled call; logging between them costs a host round trip, so the
+    # default is 100 rows per run rather than the host loop's every 1000 steps.
+    log_it = every(req.log_every or max(req.steps // 100, 1))
+    eval_it, ckpt_it = every(eval_every), every(req.checkpoint_every)
     eval_key = jax.random.fold_in(jax.random.PRNGKey(req.seed), 0xE7A1)
     wall_start, start_iteration = _now(), iteration
     while iteration < total_iterations:

@@ -68,7 +68,9 @@ def expand_metrics(metrics: dict) -> list[tuple[str, float]]:
         if arr.ndim == 0:
             out.append((name, float(arr)))
         elif arr.ndim == 1:
-            out.append((name, float(arr.mean())))
+            # Mean over the seeds that have a value (e.g. only some finished an episode).
+            finite = arr[~np.isnan(arr)]
+            out.append((name, float(finite.mean()) if finite.size else float("nan")))
             if arr.shape[0] > 1:
                 out.extend((seed_metric_name(name, i), float(v)) for i, v in enumerate(arr))
         else:
@@ -161,7 +163,8 @@ class MetricsWriter:
         tb = self._tb_writer()
         if tb is not None:
             for n, v in rows:
-                tb.add_scalar(n, v, step, walltime=now)
+                if np.isfinite(v):  # NaN marks "no value"; TensorBoard would only warn about it
+                    tb.add_scalar(n, v, step, walltime=now)
         self._after_write()
         return rows
 
