@@ -155,6 +155,29 @@ def test_train_reports_through_the_callback():
     np.testing.assert_array_equal(more.steps, [512])
 
 
+def test_episode_tally_matches_a_step_by_step_count():
+    rng = np.random.default_rng(0)
+    T, N = 40, 5
+    rewards = rng.normal(size=(T, N)).astype(np.float32)
+    dones = rng.random((T, N)) < 0.1
+    dones[:, 0] = False  # an env whose episode never ends here
+    ep_return0, ep_length0 = rng.normal(size=N).astype(np.float32), rng.integers(0, 50, N)
+    ret, length, finished = list(ep_return0.astype(np.float64)), list(ep_length0), []
+    for t in range(T):
+        for i in range(N):
+            ret[i] += rewards[t, i]
+            length[i] += 1
+            if dones[t, i]:
+                finished.append((ret[i], length[i]))
+                ret[i], length[i] = 0.0, 0
+    new_ret, new_len, (ret_sum, len_sum, count) = L._tally_episodes(
+        jnp.asarray(ep_return0), jnp.asarray(ep_length0, jnp.int32), jnp.asarray(rewards), jnp.asarray(dones))
+    np.testing.assert_allclose(new_ret, ret, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(new_len, length)
+    assert int(count) == len(finished) and int(len_sum) == sum(f[1] for f in finished)
+    np.testing.assert_allclose(float(ret_sum), sum(f[0] for f in finished), rtol=1e-5)
+
+
 def test_episode_metrics_are_nan_when_no_episode_ends():
     spec, cfg = get_agent("ppo"), get_agent("ppo").config(num_envs=2, num_steps=8, num_minibatches=2)
     ls = L.init_loop(jax.random.PRNGKey(0), spec, cfg, make_jax_env("Pendulum-v1"), 1000)

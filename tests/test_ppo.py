@@ -161,3 +161,21 @@ def test_config_fields_are_documented():
 
     docs = field_docs(ppo.Config)
     assert set(docs) == {f.name for f in dataclasses.fields(ppo.Config)}
+
+
+def test_reward_scaling_divides_by_the_std_of_discounted_returns():
+    import gymnasium as gym
+
+    from heron.agents import ppo
+
+    cfg = ppo.Config(num_envs=2, num_steps=3, num_minibatches=1, normalize_rewards=True)
+    state = ppo.init(jax.random.PRNGKey(0), gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), cfg)
+    rewards = jnp.array([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]])
+    done = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    scaled, rms, last = ppo.scale_rewards(state, rewards, done, 0.5)
+    # env 0: R = 1, 1.5 (episode ends), 1; env 1: R = 2, 3, 3.5
+    returns = np.array([1.0, 1.5, 1.0, 2.0, 3.0, 3.5])
+    np.testing.assert_allclose(last, [1.0, 3.5])
+    expected = ppo.RunningMeanStd.create(()).update(jnp.asarray(returns))
+    np.testing.assert_allclose(rms.var, expected.var, rtol=1e-6)
+    np.testing.assert_allclose(scaled, rewards / np.sqrt(float(expected.var) + 1e-8), rtol=1e-6)

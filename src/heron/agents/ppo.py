@@ -81,6 +81,9 @@ class Config:
     """Standardise Â within each minibatch (CleanRL / baselines detail)."""
     normalize_observations: bool = False
     """Normalise observations by running mean/std kept in the state (CleanRL continuous: on; ppo.py: off)."""
+    normalize_rewards: bool = False
+    """Divide rewards by the running std of the discounted return Σγᵗr, kept in the state
+    (baselines VecNormalize / CleanRL continuous: on; ppo.py: off)."""
     hidden: tuple[int, ...] = (64, 64)
     """Hidden widths of the separate actor and critic MLPs (CleanRL ppo.py: 64×64)."""
     activation: str = "tanh"
@@ -123,6 +126,8 @@ class State:
     params: Any  # {"actor": ..., "critic": ...}
     opt_state: Any
     obs_rms: RunningMeanStd
+    return_rms: RunningMeanStd  # of the discounted return, for reward scaling
+    discounted_return: jax.Array  # [num_envs] running Σγᵗr of each env's current episode
     actor: Actor = struct.field(pytree_node=False)
     critic: Critic = struct.field(pytree_node=False)
     normalize_observations: bool = struct.field(pytree_node=False)
@@ -215,6 +220,22 @@ def clipped_gaussian_log_prob(mean, log_std, action, low, high) -> jax.Array:
 # ---------------------------------------------------------------------------------------------
 
 
+def scale_rewards(state: State, rewards: jax.Array, done: jax.Array, gamma: float):
+    """Reward scaling of baselines' VecNormalize: R_t = γ R_{t-1} (1 − done_{t-1}) + r_t per env,
+    Var[R] tracked by a running estimate, rewards divided by √Var[R] (no mean subtracted).
+
+    The statistics are updated with this rollout's returns first, then applied (as VecNormalize
+    does step by step). Returns (scaled rewards [T, N], new return_rms, new discounted_return)."""
+    def step(ret, inputs):
+        reward, episode_done = inputs
+        ret = ret * gamma + reward
+        return ret * (1.0 - episode_done), ret
+
+    last, returns = jax.lax.scan(step, state.discounted_return, (rewards, done))
+    return_rms = state.return_rms.update(returns)
+    return rewards / jnp.sqrt(return_rms.var + 1e-8), return_rms, last
+
+
 def gae(values, next_values, rewards, terminated, truncated, gamma: float, gae_lambda: float):
     """Generalised advantage estimation over a time-ordered rollout [T, N].
 
@@ -302,6 +323,8 @@ def init(key: jax.Array, obs_space: gym.Space, act_space: gym.Space, cfg: Config
         params=params,
         opt_state=optimizer(cfg).init(params),
         obs_rms=RunningMeanStd.create(tuple(obs_space.shape)),
+        return_rms=RunningMeanStd.create(()),
+        discounted_return=jnp.zeros((cfg.num_envs,), jnp.float32),
         actor=actor,
         critic=critic,
         normalize_observations=bool(cfg.normalize_observations),
@@ -326,7 +349,8 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
     1. Recompute the behaviour log π_old(a|s), V(s) and V(s') (s' the true next obs).
     2. GAE (γ, λ) with bootstrap on truncation, none on termination.
     3. K epochs × M shuffled minibatches of Adam steps on the clipped PPO loss.
-    4. Refresh the observation normaliser with the rollout's observations.
+    4. Refresh the observation normaliser with the rollout's observations (reward scaling,
+       if on, is applied before step 2).
     """
     num_steps, num_envs = batch.reward.shape[:2]
     batch_size = num_steps * num_envs
@@ -337,8 +361,11 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
     old_log_prob, _ = log_prob_and_entropy(state, state.params["actor"], obs, batch.action)
     both_values = state.critic.apply(state.params["critic"], jnp.concatenate([obs, next_obs], axis=0))
     values, next_values = both_values[:num_steps], both_values[num_steps:]
-    advantages, returns = gae(values, next_values, batch.reward.astype(jnp.float32), batch.terminated, batch.truncated,
-                              cfg.gamma, cfg.gae_lambda)
+    rewards, return_rms, discounted_return = batch.reward.astype(jnp.float32), state.return_rms, state.discounted_return
+    if cfg.normalize_rewards:
+        done = jnp.maximum(batch.terminated, batch.truncated).astype(jnp.float32)
+        rewards, return_rms, discounted_return = scale_rewards(state, rewards, done, cfg.gamma)
+    advantages, returns = gae(values, next_values, rewards, batch.terminated, batch.truncated, cfg.gamma, cfg.gae_lambda)
 
     flat = jax.tree.map(lambda x: x.reshape((batch_size, *x.shape[2:])), {
         "obs": obs, "action": batch.action, "old_log_prob": old_log_prob, "old_values": values,
@@ -356,7 +383,7 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
     def epoch(carry, epoch_key):
         perm = shuffled_indices(epoch_key, batch_size)
         shuffled = jax.tree.map(
-            lambda x: jnp.take(x, perm, axis=0).reshape((cfg.num_minibatches, minibatch_size, *x.shape[1:])), flat)
+            lambda x: jnp.take(x, perm, axis=0, mode="clip").reshape((cfg.num_minibatches, minibatch_size, *x.shape[1:])), flat)
         return jax.lax.scan(minibatch_step, carry, shuffled)
 
     (params, opt_state), metrics = jax.lax.scan(epoch, (state.params, state.opt_state),
@@ -368,7 +395,8 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
     adam_count = state.opt_state[1][0].count  # minibatch steps taken before this update
     metrics["learning_rate"] = jnp.asarray(schedule(adam_count) if callable(schedule) else schedule, jnp.float32)
     obs_rms = state.obs_rms.update(batch.obs) if state.normalize_observations else state.obs_rms
-    return state.replace(params=params, opt_state=opt_state, obs_rms=obs_rms), metrics
+    return state.replace(params=params, opt_state=opt_state, obs_rms=obs_rms, return_rms=return_rms,
+                         discounted_return=discounted_return), metrics
 
 
 register(AgentSpec(
