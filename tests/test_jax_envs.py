@@ -6,8 +6,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from heron.envs.jax_envs import (CartPole, CartPoleState, Pendulum, PendulumState, auto_reset_step, available_jax_envs,
-                                 make_jax_env)
+from heron.envs.jax_envs import (
+    CartPole,
+    CartPoleState,
+    Pendulum,
+    PendulumState,
+    auto_reset_step,
+    available_jax_envs,
+    make_jax_env,
+)
 from heron.errors import HeronError
 
 
@@ -53,7 +60,7 @@ def test_pendulum_step_matches_gymnasium():
         genv.unwrapped.state = np.array([th, thdot], np.float64)
         g_obs, g_rew, g_term, g_trunc, _ = genv.step(u)
         state = PendulumState(jnp.array([th, thdot], jnp.float32), jnp.int32(0))
-        new_state, obs, rew, term, trunc = step(jax.random.PRNGKey(0), state, jnp.asarray(u))
+        _, obs, rew, term, trunc = step(jax.random.PRNGKey(0), state, jnp.asarray(u))
         np.testing.assert_allclose(np.asarray(obs), g_obs, rtol=1e-5, atol=2e-5)
         np.testing.assert_allclose(float(rew), g_rew, rtol=1e-5, atol=1e-5)
         assert not bool(term) and not g_term and not bool(trunc) and not g_trunc
@@ -123,7 +130,7 @@ def test_auto_reset_returns_true_final_obs_and_continues_from_reset():
     state = CartPoleState(jnp.array([2.39, 1.0, 0.0, 0.0], jnp.float32), jnp.int32(7))
     key = jax.random.PRNGKey(5)
     out = auto_reset_step(env, key, state, jnp.int32(1))
-    _, true_obs, _, term, _ = env.step(jax.random.split(key)[0], state, jnp.int32(1))
+    _, true_obs, _, _, _ = env.step(jax.random.split(key)[0], state, jnp.int32(1))
     assert bool(out.terminated)
     np.testing.assert_array_equal(out.next_obs, true_obs)
     assert float(out.next_obs[0]) > 2.4  # the final obs, not the reset one

@@ -1,7 +1,6 @@
 """The compiled (env + agent in one program) loop: resume, seeds, off-policy mechanics, learning."""
 
 import dataclasses
-from typing import Any
 
 import flax.serialization
 import jax
@@ -92,7 +91,7 @@ def test_resume_is_bit_identical(which):
         (spec, cfg), env = small_ppo(), make_jax_env("CartPole-v1")
     else:
         spec, cfg, env = TINY, TinyQConfig(), make_jax_env("CartPole-v1")
-    fresh = lambda: L.init_loop_seeds(3, 2, spec, cfg, env, 10_000)  # noqa: E731
+    fresh = lambda: L.init_loop_seeds(3, 2, spec, cfg, env, 10_000)
     # Uninterrupted: 3 chunks in one process.
     ls = fresh()
     metrics_a = []

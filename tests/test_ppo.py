@@ -104,7 +104,7 @@ def test_contract_shapes_bounds_and_determinism(obs_space, act_space):
     rollout = _rollout(state, obs_space, act_space, jax.random.PRNGKey(3))
     update = jax.jit(ppo.update, static_argnums=3)
     s1, m1 = update(state, rollout, jax.random.PRNGKey(4), cfg)
-    s2, m2 = update(state, rollout, jax.random.PRNGKey(4), cfg)
+    s2, _ = update(state, rollout, jax.random.PRNGKey(4), cfg)
     jax.tree.map(np.testing.assert_array_equal, s1.params, s2.params)
     assert all(np.isfinite(float(v)) for v in m1.values())
     assert not np.allclose(s1.params["actor"]["params"]["MLP_0"]["Dense_0"]["kernel"],

@@ -14,4 +14,12 @@ import os
 if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
+import jax  # noqa: E402
+
+# The CPU backend's asynchronous dispatch has a known lost-wakeup hang (jax-ml/jax#25861);
+# we saw it here too, with Eigen threading off, in the compiled loop's resume test (every
+# XLA worker idle, the main thread waiting on a result). heron syncs on results between
+# chunks and env steps anyway, so dispatching synchronously costs little.
+jax.config.update("jax_cpu_enable_async_dispatch", False)
+
 __version__ = "0.1.0"

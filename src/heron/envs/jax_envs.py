@@ -174,7 +174,7 @@ class Pendulum:
     max_episode_steps: int = 200
     g: float = 10.0
     m: float = 1.0
-    l: float = 1.0  # noqa: E741  (Gymnasium's name)
+    l: float = 1.0
     dt: float = 0.05
     max_speed: float = 8.0
     max_torque: float = 2.0

@@ -1,6 +1,8 @@
 """Action-space helpers shared by agents and loops."""
 
 import gymnasium as gym
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from heron.errors import HeronError
@@ -24,3 +26,11 @@ def check_action_space(algo: str, kinds: frozenset[str], space: gym.Space, env_i
             f"pick an env with {wanted} actions or an algorithm that supports {kind} actions"
         )
     return kind
+
+
+def random_actions(space: gym.Space, key: jax.Array, n: int) -> jax.Array:
+    """n uniform random actions from a JAX key (the loops' warm-up before `learning_starts`)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return jax.random.randint(key, (n,), 0, int(space.n)).astype(jnp.int32) + int(space.start)
+    low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
+    return jax.random.uniform(key, (n, *space.shape), jnp.float32, low, high)

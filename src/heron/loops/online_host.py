@@ -31,7 +31,7 @@ import numpy as np
 from heron.agents.registry import AgentSpec
 from heron.data.replay import ReplayBuffer, replay_add, replay_init, replay_sample
 from heron.envs.gym_envs import make_vector_env
-from heron.envs.spaces import check_action_space
+from heron.envs.spaces import check_action_space, random_actions
 from heron.types import Transition
 
 
@@ -70,14 +70,6 @@ class NoCallbacks:
 
     def on_checkpoint(self, step, tree, meta):
         pass
-
-
-def random_action_fn(space: gym.Space) -> Callable[[jax.Array, int], jax.Array]:
-    """Uniform random actions drawn from a JAX key (used before `learning_starts`)."""
-    if isinstance(space, gym.spaces.Discrete):
-        return lambda key, n: jax.random.randint(key, (n,), 0, space.n).astype(jnp.int32) + int(space.start)
-    low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
-    return lambda key, n: jax.random.uniform(key, (n, *space.shape), jnp.float32, low, high)
 
 
 def env_seeds(key: jax.Array, n: int) -> list[int]:
@@ -123,7 +115,6 @@ class HostLoop:
     # ----------------------------------------------------------------- compiled pieces
     def _compile(self):
         spec, cfg, n = self.spec, self.cfg, self.num_envs
-        random_action = random_action_fn(self.act_space)
 
         def act_step(agent_state, obs, key):
             key, k = jax.random.split(key)
@@ -131,7 +122,7 @@ class HostLoop:
 
         def random_step(key):
             key, k = jax.random.split(key)
-            return random_action(k, n), key
+            return random_actions(self.act_space, k, n), key
 
         self._act = jax.jit(act_step)
         self._random = jax.jit(random_step)

@@ -45,7 +45,7 @@ from flax import struct
 from heron.agents.registry import AgentSpec
 from heron.data.replay import ReplayBuffer, replay_add, replay_init, replay_sample
 from heron.envs.jax_envs import auto_reset_step, make_jax_env
-from heron.envs.spaces import check_action_space
+from heron.envs.spaces import check_action_space, random_actions
 from heron.errors import HeronError
 from heron.types import Transition
 
@@ -101,13 +101,6 @@ def _check(spec: AgentSpec, cfg, env) -> None:
 
 def _action_dtype(space: gym.Space):
     return jnp.int32 if isinstance(space, gym.spaces.Discrete) else jnp.float32
-
-
-def _random_actions(space: gym.Space, key: jax.Array, n: int) -> jax.Array:
-    if isinstance(space, gym.spaces.Discrete):
-        return jax.random.randint(key, (n,), 0, int(space.n)).astype(jnp.int32) + int(space.start)
-    low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
-    return jax.random.uniform(key, (n, *space.shape), jnp.float32, low, high)
 
 
 def init_loop(key: jax.Array, spec: AgentSpec, cfg, env, total_steps: int) -> LoopState:
@@ -245,7 +238,7 @@ def _update_metric_shapes(ls: LoopState):
 def _on_policy_update_only(ls: LoopState):
     num_envs, num_steps = ls.cfg.num_envs, ls.cfg.num_steps
     action = ls.spec.act(ls.agent, ls.obs, ls.key, False)
-    tile = lambda x: jnp.broadcast_to(x, (num_steps, *x.shape))  # noqa: E731
+    tile = lambda x: jnp.broadcast_to(x, (num_steps, *x.shape))
     f = jnp.zeros((num_steps, num_envs), jnp.float32)
     rollout = Transition(tile(ls.obs), tile(action), f, tile(ls.obs), f, f)
     return ls.spec.update(ls.agent, rollout, ls.key, ls.cfg)[1]
@@ -259,7 +252,7 @@ def _off_policy_iteration(ls: LoopState, zero_metrics: dict):
     dtype = _action_dtype(env.action_space)
     action = jax.lax.cond(
         ls.iteration * n < cfg.learning_starts,
-        lambda: _random_actions(env.action_space, act_key, n),
+        lambda: random_actions(env.action_space, act_key, n),
         lambda: spec.act(ls.agent, ls.obs, act_key, False).astype(dtype),
     )
     step, transition = _env_step(ls, ls.env_state, ls.obs, action, step_keys, jax.vmap(env.reset)(reset_keys))
