@@ -6,13 +6,18 @@ data, envs and tracking sit beside the core. See docs/architecture.md.
 
 import os
 
-# jaxlib 0.10.2's CPU runtime intermittently hangs forever (every XLA worker idle) on
-# vmapped while_loop programs such as the compiled loop with --seeds N, when Eigen's
-# multi-threaded pool is on; seen here in tests and in benchmarks. Turning that pool off is
-# the known workaround. It must happen before JAX creates its CPU backend; set
-# --xla_cpu_multi_thread_eigen=true in XLA_FLAGS yourself to opt back in.
-if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+# jaxlib 0.10.2's CPU runtime intermittently hangs forever (every XLA worker idle, the main
+# thread waiting on a result) on heron's vmapped compiled loop: 2 hangs in 7 repeated runs of
+# its resume/vmap tests with Eigen threading off and async dispatch off, 0 in 8 once XLA's
+# legacy (non-thunk) CPU runtime was used as well. So heron defaults to that runtime and to
+# single-threaded Eigen; measured cost: SAC updates/s on HalfCheetah shapes ~190 -> ~142 (K=50).
+# Name either flag in XLA_FLAGS yourself to choose otherwise. Must run before JAX creates
+# its CPU backend.
+_xla_flags = os.environ.get("XLA_FLAGS", "")
+for _flag, _default in (("xla_cpu_multi_thread_eigen", "false"), ("xla_cpu_use_thunk_runtime", "false")):
+    if _flag not in _xla_flags:
+        _xla_flags += f" --{_flag}={_default}"
+os.environ["XLA_FLAGS"] = _xla_flags.strip()
 
 import jax  # noqa: E402
 
