@@ -106,7 +106,7 @@ def _action_dtype(space: gym.Space):
 def init_loop(key: jax.Array, spec: AgentSpec, cfg, env, total_steps: int) -> LoopState:
     """A fresh single-run LoopState: agent initialised, `cfg.num_envs` envs reset."""
     _check(spec, cfg, env)
-    return _init_loop(key, spec, cfg, env, int(total_steps))
+    return _jitted_init(key, spec, cfg, env, int(total_steps))
 
 
 def _init_loop(key, spec, cfg, env, total_steps):
@@ -128,18 +128,25 @@ def _init_loop(key, spec, cfg, env, total_steps):
 
 
 def init_loop_seeds(seed: int, seeds: int, spec: AgentSpec, cfg, env, total_steps: int) -> LoopState:
-    """`seeds` independent runs in one LoopState; run i starts from `PRNGKey(seed + i)`."""
+    """`seeds` independent runs in one LoopState; run i is exactly `init_loop(PRNGKey(seed + i))`.
+
+    The runs are initialised one by one (one compiled init, called `seeds` times) and stacked,
+    NOT by `vmap`: a vmapped init batches the orthogonal initialisers' QR decompositions, and
+    jaxlib 0.10.2's batched CPU QR (`lapack_sorgqr_ffi` -> `OrthogonalQr` -> `ParallelBatchMap`)
+    waits on tasks queued to the same intra-op pool its callers occupy; on a 2-core machine two
+    concurrent QRs (actor and critic) block both workers for good. Seen here: every XLA worker
+    idle in `OrthogonalQr`, the main thread in `BlockUntilReady`; `jit(vmap(orthogonal init))`
+    of two 64x64 matrices for 8 keys hangs on its first call. Unbatched QRs do not.
+    """
     _check(spec, cfg, env)
     if seeds < 1:
         raise HeronError(f"seeds must be at least 1, got {seeds}")
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(seeds) + seed)
-    return _batched_init(keys, spec, cfg, env, int(total_steps))
+    runs = [_jitted_init(jax.random.PRNGKey(seed + i), spec, cfg, env, int(total_steps)) for i in range(seeds)]
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *runs)
+    return stacked.replace(iteration=runs[0].iteration, seeds=seeds)
 
 
-@partial(jax.jit, static_argnums=(1, 2, 3, 4))
-def _batched_init(keys, spec, cfg, env, total_steps):
-    ls = jax.vmap(lambda k: _init_loop(k, spec, cfg, env, total_steps))(keys)
-    return ls.replace(iteration=ls.iteration[0], seeds=keys.shape[0])
+_jitted_init = partial(jax.jit, static_argnums=(1, 2, 3, 4))(_init_loop)
 
 
 def _seed_axes(ls: LoopState) -> LoopState:
