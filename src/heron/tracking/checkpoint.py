@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from heron.errors import HeronError
-from heron.tracking import _fs
+from heron import _fs
 from heron.tracking.metrics import EVAL_FILE, METRICS_FILE
 
 CHECKPOINTS_DIR = "checkpoints"

@@ -52,7 +52,7 @@ import warnings
 from pathlib import Path
 
 from heron.errors import HeronError
-from heron.tracking import _fs
+from heron import _fs
 from heron.tracking.metrics import (
     EVAL_FILE,
     EVAL_HEADER,
