@@ -7,8 +7,15 @@ import jax
 import numpy as np
 import pytest
 
-from heron.data import (EpisodeDataset, concatenate, from_episodes, import_d4rl, load_dataset, sample_transitions,
-                        save_dataset)
+from heron.data import (
+    EpisodeDataset,
+    concatenate,
+    from_episodes,
+    import_d4rl,
+    load_dataset,
+    sample_transitions,
+    save_dataset,
+)
 from heron.errors import HeronError
 
 
@@ -143,7 +150,6 @@ def check_minari_integrity(md):
 
 
 def test_datacollector_dataset_loads_in_heron(tmp_path, monkeypatch):
-    import minari
     from minari import DataCollector
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
