@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     from heron.cli.runs import add_runs_parser
 
     add_runs_parser(sub)
+    from heron.cli.data import add_data_parser
+
+    add_data_parser(sub)
     return parser
 
 
