@@ -13,6 +13,32 @@ Reading goes through h5py and JSON only (nothing is unpickled). Every defect in 
 HeronError naming the file and the defect. Writes go to a temporary sibling directory that is
 renamed into place, so a reader never sees half a dataset; an existing dataset is replaced only with
 `force=True`.
+
+What a load checks, in order (tests/test_dataset_fuzz.py throws hundreds of damaged files at it):
+- heron.json (when present): a JSON object of the expected types; with `verify=True` the SHA-256 of both
+  data files must match it, and a table missing either entry is itself an error (nothing unverified loads).
+- metadata.json: valid JSON; both spaces deserialise, are Box observations / Box or Discrete actions, and
+  their serialised shapes are checked *before* gymnasium allocates them (no 10^12-element Box).
+- main_data.hdf5: exactly `total_episodes` groups episode_0..E-1; every array present, numeric, of the
+  shape the spaces and T imply (T <= 2^28), and with stored data, all checked from HDF5 headers *before*
+  any data is read, so a damaged header cannot make the reader allocate gigabytes for data that is not
+  there; discrete actions integral and inside the space (checked before the int32 cast that would wrap
+  them); flags 0/1; step total equal to `total_steps`.
+- the assembled dataset: `check_layout` (finite observations/rewards/known actions, termination or
+  truncation only at an episode's last step, per-episode fields of one entry per episode).
+Box bounds are not enforced: logged data legitimately leaves declared bounds (unbounded MuJoCo spaces,
+D4RL actions a hair outside [-1, 1]).
+
+Episode boundaries / "no jump inside an episode": in the Minari layout an episode stores one observation
+array of T+1 rows and transition t is (row t, row t+1), so consecutive observations are chained by
+construction: there is no separate next_observation that could disagree. What remains checkable is
+that episodes end where the flags say (a termination/truncation flag only on an episode's last step,
+checked) and that each group holds exactly T+1 observations (checked). A physically implausible jump
+between rows t and t+1 cannot be told from a legitimate fast transition without the environment's
+dynamics, so it is not checked here. In D4RL-style flat files with next_observations, an unflagged
+next_observations[t] != observations[t+1] is split into an episode boundary and counted in provenance
+(`unflagged_jumps_split`); without next_observations no jump is detectable, and the file's
+terminals/timeouts are trusted.
 """
 
 from __future__ import annotations
@@ -161,12 +187,18 @@ def load_dataset(path_or_name: str | os.PathLike, *, verify: bool = True) -> Epi
         missing = DATA_FILE if not data_file.is_file() else METADATA_FILE
         raise HeronError(f"{path} is not a dataset directory: {path / missing} is missing "
                          "(expected a Minari dataset: data/main_data.hdf5 and data/metadata.json)")
-    heron_meta = _read_heron_meta(heron_file) if heron_file.exists() else None
+    heron_meta = _read_heron_meta(heron_file) if heron_file.exists() or heron_file.is_symlink() else None
     if heron_meta is not None and verify:
-        for rel, digest in heron_meta["sha256"].items():
-            if rel not in (DATA_FILE, METADATA_FILE):
-                continue
-            if _fs.sha256_file(path / rel) != digest:
+        for rel in (DATA_FILE, METADATA_FILE):
+            digest = heron_meta["sha256"].get(rel)
+            if not isinstance(digest, str) or len(digest) != 64:
+                raise HeronError(f"{heron_file}: no valid SHA-256 recorded for {rel}, so {path / rel} cannot be verified; "
+                                 "re-create the dataset (or load with verify=False)")
+            try:
+                actual = _fs.sha256_file(path / rel)
+            except OSError as err:
+                raise HeronError(f"{path / rel} cannot be read ({err})") from None
+            if actual != digest:
                 raise HeronError(f"{path / rel} does not match the SHA-256 recorded in {heron_file}: the file was "
                                  "modified or corrupted after it was written; re-create the dataset (or load with verify=False)")
     meta = _read_json_object(meta_file)
@@ -176,9 +208,7 @@ def load_dataset(path_or_name: str | os.PathLike, *, verify: bool = True) -> Epi
     if heron_meta is not None:
         fields = {k: heron_meta.get(k) for k in ("name", "env_id", "ref_min_score", "ref_max_score")}
         fields["provenance"] = tuple(heron_meta.get("provenance") or ())
-        for key in ("action_known", "episode_weights"):
-            value = heron_meta.get(key)
-            fields[key] = None if value is None else np.asarray(value, bool if key == "action_known" else np.float64)
+        fields.update(_per_episode_fields(heron_meta, heron_file, len(episodes)))
     else:
         fields["name"] = str(meta.get("dataset_id", path.name))
         fields["env_id"] = _env_id_from_spec(meta.get("env_spec"))
@@ -191,16 +221,40 @@ def load_dataset(path_or_name: str | os.PathLike, *, verify: bool = True) -> Epi
         ds = from_episodes(episodes, obs_space, act_space, **fields)
     except HeronError as err:
         raise HeronError(f"{data_file}: {err}") from None
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, OverflowError) as err:
         raise HeronError(f"{data_file}: episodes do not fit together ({err})") from None
     return ds
+
+
+def _per_episode_fields(heron_meta: dict, heron_file: Path, num_episodes: int) -> dict:
+    """heron.json's action_known / episode_weights as arrays of one entry per episode (or absent)."""
+    out = {}
+    for key, dtype in (("action_known", bool), ("episode_weights", np.float64)):
+        value = heron_meta.get(key)
+        if value is None:
+            continue
+        if len(value) != num_episodes or not all(isinstance(v, (bool, int, float)) for v in value):
+            raise HeronError(f"{heron_file}: {key} should hold {num_episodes} numbers (one per episode of the data file), "
+                             f"found {len(value)} entries; heron.json and the data disagree; re-create the dataset")
+        if key == "action_known" and not all(isinstance(v, bool) or v in (0, 1) for v in value):
+            raise HeronError(f"{heron_file}: action_known should hold true/false per episode; re-create the dataset")
+        try:
+            out[key] = np.asarray(value, dtype)
+        except OverflowError:  # a JSON integer beyond float range
+            raise HeronError(f"{heron_file}: {key} holds a number out of range; re-create the dataset") from None
+        if key == "episode_weights" and (not np.all(np.isfinite(out[key])) or np.any(out[key] < 0) or not np.any(out[key] > 0)):
+            raise HeronError(f"{heron_file}: episode_weights must be finite, non-negative and not all zero; re-create the dataset")
+    return out
 
 
 def _read_json_object(path: Path) -> dict:
     try:
         obj = json.loads(path.read_bytes())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise HeronError(f"{path} is not valid JSON ({err}): the file is truncated or corrupt; re-create the dataset") from None
+    except OSError as err:
+        raise HeronError(f"{path} cannot be read ({err})") from None
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError, over-long integers, deep nesting
+        defect = str(err).splitlines()[0][:200] if not isinstance(err, RecursionError) else "nested too deeply"
+        raise HeronError(f"{path} is not valid JSON ({defect}): the file is truncated or corrupt; re-create the dataset") from None
     if not isinstance(obj, dict):
         raise HeronError(f"{path} should hold a JSON object, found {type(obj).__name__}; re-create the dataset")
     return obj
@@ -217,8 +271,9 @@ def _read_heron_meta(path: Path) -> dict:
         if meta.get(key) is not None and not isinstance(meta[key], list):
             problems.append(f"{key} is not a list")
     for key in ("ref_min_score", "ref_max_score"):
-        if meta.get(key) is not None and not isinstance(meta[key], (int, float)):
-            problems.append(f"{key} is not a number")
+        if meta.get(key) is not None and (not isinstance(meta[key], (int, float)) or isinstance(meta[key], bool)
+                                          or not np.isfinite(float(meta[key]))):
+            problems.append(f"{key} is not a finite number")
     for key in ("name", "env_id"):
         if meta.get(key) is not None and not isinstance(meta[key], str):
             problems.append(f"{key} is not a string")
@@ -235,6 +290,9 @@ def _spaces(meta: dict, meta_file: Path):
         raw = meta.get(key)
         if not isinstance(raw, str):
             raise HeronError(f"{meta_file}: {key} is missing or not a serialised space; re-create the dataset")
+        defect = _space_json_defect(raw)
+        if defect:
+            raise HeronError(f"{meta_file}: {key} cannot be read ({defect}); re-create the dataset")
         try:
             spaces.append(deserialize_space(raw))
         except Exception as err:  # minari raises KeyError/ValueError/NotImplementedError/JSONDecodeError
@@ -247,11 +305,36 @@ def _spaces(meta: dict, meta_file: Path):
     return obs_space, act_space
 
 
+MAX_SPACE_ELEMENTS = 1 << 24  # a Box larger than this per step is not a dataset heron can hold anyway
+
+
+def _space_json_defect(raw: str) -> str | None:
+    """Why a serialised Box/Discrete cannot be trusted to deserialise cheaply (huge or negative shapes), or None."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return "not valid JSON"
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    if obj.get("type") == "Box":
+        shape = obj.get("shape")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape):
+            return f"Box shape {shape!r} is not a list of non-negative integers"
+        if int(np.prod([float(d) for d in shape])) > MAX_SPACE_ELEMENTS:
+            return f"Box shape {shape} has more than {MAX_SPACE_ELEMENTS} elements"
+    if obj.get("type") == "Discrete":
+        for k in ("n", "start"):
+            v = obj.get(k, 0)
+            if not isinstance(v, int) or isinstance(v, bool) or abs(v) >= 1 << 31 or (k == "n" and v < 1):
+                return f"Discrete {k}={v!r} is not a usable integer"
+    return None
+
+
 def _read_episodes(data_file: Path, meta: dict, obs_space, act_space) -> list[dict]:
     import h5py
 
     total = meta.get("total_episodes")
-    if not isinstance(total, int) or total < 1:
+    if not isinstance(total, int) or isinstance(total, bool) or total < 1:
         raise HeronError(f"{data_file.parent / 'metadata.json'}: total_episodes is {total!r}, expected a positive integer")
     episodes = []
     try:
@@ -278,32 +361,54 @@ def _read_episodes(data_file: Path, meta: dict, obs_space, act_space) -> list[di
     return episodes
 
 
+MAX_EPISODE_STEPS = 1 << 28  # per episode; beyond this a header is corrupt, not a real episode
+
+
 def _read_episode(group, data_file: Path, e: int, obs_space, act_space) -> dict:
     import h5py
 
-    ep = {}
+    where = f"{data_file}: episode_{e}"
+    items = {}
     for key in ("observations", "actions", "rewards", "terminations", "truncations"):
         item = group.get(key)
         if not isinstance(item, h5py.Dataset):
-            raise HeronError(f"{data_file}: episode_{e}/{key} is missing or not an array (Dict/Tuple spaces are not supported)")
-        if item.dtype.kind not in "biuf":
-            raise HeronError(f"{data_file}: episode_{e}/{key} has non-numeric dtype {item.dtype}")
-        if item.size > 1 << 31:
-            raise HeronError(f"{data_file}: episode_{e}/{key} claims {item.size} elements; the file is corrupt")
-        ep[key] = item[()]
-    t = ep["rewards"].shape[0] if ep["rewards"].ndim == 1 else -1
-    where = f"{data_file}: episode_{e}"
+            raise HeronError(f"{where}/{key} is missing or not an array (Dict/Tuple spaces are not supported)")
+        if item.shape is None or item.dtype.kind not in "biuf":
+            raise HeronError(f"{where}/{key} has non-numeric dtype {item.dtype} (or no data)")
+        items[key] = item
+    # shapes first (HDF5 metadata only): a damaged header must not make us allocate what it claims
+    rshape = items["rewards"].shape
+    t = rshape[0] if len(rshape) == 1 else -1
     if t < 1:
-        raise HeronError(f"{where}: rewards have shape {ep['rewards'].shape}, expected (T,) with T >= 1")
-    if ep["observations"].shape != (t + 1, *obs_space.shape):
-        raise HeronError(f"{where}: observations have shape {ep['observations'].shape}, expected {(t + 1, *obs_space.shape)} "
-                         f"(T={t} steps plus the final observation)")
-    act_shape = () if isinstance(act_space, gym.spaces.Discrete) else act_space.shape
-    if ep["actions"].shape != (t, *act_shape):
-        raise HeronError(f"{where}: actions have shape {ep['actions'].shape}, expected {(t, *act_shape)}")
+        raise HeronError(f"{where}: rewards have shape {rshape}, expected (T,) with T >= 1")
+    if t > MAX_EPISODE_STEPS:
+        raise HeronError(f"{where}: rewards claim {t} steps (more than {MAX_EPISODE_STEPS}); the file is corrupt")
+    if items["observations"].shape != (t + 1, *obs_space.shape):
+        raise HeronError(f"{where}: observations have shape {items['observations'].shape}, expected {(t + 1, *obs_space.shape)} "
+                         f"(T={t} steps plus the final observation, observation space {obs_space})")
+    discrete = isinstance(act_space, gym.spaces.Discrete)
+    act_shape = () if discrete else act_space.shape
+    if items["actions"].shape != (t, *act_shape):
+        raise HeronError(f"{where}: actions have shape {items['actions'].shape}, expected {(t, *act_shape)} (action space {act_space})")
     for key in ("terminations", "truncations"):
-        if ep[key].shape != (t,):
-            raise HeronError(f"{where}: {key} have shape {ep[key].shape}, expected ({t},)")
+        if items[key].shape != (t,):
+            raise HeronError(f"{where}: {key} have shape {items[key].shape}, expected ({t},)")
+    for key, item in items.items():
+        if item.id.get_storage_size() == 0:  # a header whose data was never written (a torn or forged file)
+            raise HeronError(f"{where}/{key} has no stored data (shape {item.shape} but nothing written); "
+                             "the file was not fully written; re-create the dataset")
+    ep = {key: item[()] for key, item in items.items()}
+    if discrete:
+        # checked before the cast to int32, which would wrap out-of-range integers and truncate fractions silently
+        a = ep["actions"]
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a) & (a == np.round(a))):
+            raise HeronError(f"{where}/actions holds non-integer values for the discrete action space {act_space}")
+        lo, hi = int(act_space.start), int(act_space.start) + int(act_space.n)
+        if a.size and (a.min() < lo or a.max() >= hi):
+            raise HeronError(f"{where}/actions holds values outside {act_space} (min {a.min()}, max {a.max()})")
+    for key in ("terminations", "truncations"):
+        if ep[key].dtype.kind != "b" and not np.all((ep[key] == 0) | (ep[key] == 1)):
+            raise HeronError(f"{where}/{key} holds values other than 0/1")
     return ep
 
 
@@ -340,13 +445,18 @@ def import_d4rl(source, *, name: str | None = None, env_id: str | None = None,
     if missing:
         raise HeronError(f"{label}: missing key {missing[0]!r} (a D4RL-style dataset has {', '.join(D4RL_KEYS)}, "
                          "and optionally next_observations)")
+    for key in (*D4RL_KEYS, "next_observations"):
+        if key in data and np.asarray(data[key]).dtype.kind not in "biuf":
+            raise HeronError(f"{label}: {key} has dtype {np.asarray(data[key]).dtype}; every array must be numeric "
+                             "(bool, integer or float)")
     try:
-        obs = np.asarray(data["observations"], np.float32)
-        actions = np.asarray(data["actions"])
-        rewards = np.asarray(data["rewards"], np.float32).reshape(-1)
-        terminals = np.asarray(data["terminals"]).astype(bool).reshape(-1)
-        timeouts = np.asarray(data.get("timeouts", np.zeros_like(terminals))).astype(bool).reshape(-1)
-        next_obs = np.asarray(data["next_observations"], np.float32) if "next_observations" in data else None
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32's range -> inf, refused below
+            obs = np.asarray(data["observations"], np.float32)
+            actions = np.asarray(data["actions"])
+            rewards = np.asarray(data["rewards"], np.float32).reshape(-1)
+            terminals = np.asarray(data["terminals"]).astype(bool).reshape(-1)
+            timeouts = np.asarray(data.get("timeouts", np.zeros_like(terminals))).astype(bool).reshape(-1)
+            next_obs = np.asarray(data["next_observations"], np.float32) if "next_observations" in data else None
     except (ValueError, TypeError) as err:
         raise HeronError(f"{label}: arrays are not numeric ({err})") from None
     n = len(rewards)
@@ -360,7 +470,22 @@ def import_d4rl(source, *, name: str | None = None, env_id: str | None = None,
                          f"rewards has {n}; every array needs one row per step")
     if obs.ndim < 2:
         obs = obs.reshape(n, -1)
+    if next_obs is not None:
+        if next_obs.ndim < 2:
+            next_obs = next_obs.reshape(n, -1)
+        if next_obs.shape != obs.shape:
+            raise HeronError(f"{label}: next_observations have shape {next_obs.shape}, observations {obs.shape}; they must match")
     discrete = np.issubdtype(actions.dtype, np.integer) and actions.ndim == 1
+    if discrete and (actions.min() < 0 or actions.max() >= 1 << 31):
+        raise HeronError(f"{label}: integer actions range over [{actions.min()}, {actions.max()}]; discrete actions must "
+                         "be 0..n-1 (pass action_space for another range)")
+    if observation_space is None and not np.all(np.isfinite(obs)):
+        raise HeronError(f"{label}: observations contain NaN or infinity")
+    if not discrete:
+        with np.errstate(over="ignore", invalid="ignore"):
+            actions = actions.astype(np.float32)  # values beyond float32's range become inf and are refused below
+    if action_space is None and not discrete and not np.all(np.isfinite(actions)):
+        raise HeronError(f"{label}: actions contain NaN or infinity (or values beyond float32's range)")
     if observation_space is None:
         observation_space = gym.spaces.Box(-np.inf, np.inf, obs.shape[1:], np.float32)
     if action_space is None:
@@ -405,8 +530,11 @@ def import_d4rl(source, *, name: str | None = None, env_id: str | None = None,
         raise HeronError(f"{label}: no episode has two or more steps; without next_observations nothing can be imported")
     step = {"imported_from": "d4rl", "source": label, "steps": n, "unflagged_jumps_split": jumps,
             "steps_dropped_without_successor": dropped}
-    return from_episodes(episodes, observation_space, action_space, name=name or Path(label).stem,
-                         env_id=env_id, ref_min_score=ref_min_score, ref_max_score=ref_max_score, provenance=(step,))
+    try:
+        return from_episodes(episodes, observation_space, action_space, name=name or Path(label).stem,
+                             env_id=env_id, ref_min_score=ref_min_score, ref_max_score=ref_max_score, provenance=(step,))
+    except HeronError as err:
+        raise HeronError(f"{label}: {err}") from None
 
 
 def _read_flat(path) -> dict:
