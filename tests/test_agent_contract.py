@@ -119,10 +119,16 @@ def float_leaves(tree):
 # ----------------------------------------------------------------------------- tests
 
 
+LOOP_FIELDS = {
+    "off_policy": {"num_envs", "buffer_size", "batch_size", "learning_starts", "train_frequency", "gradient_steps"},
+    "on_policy": {"num_envs", "num_steps"},
+    "offline": {"batch_size"},  # offline agents get [batch_size] transitions sampled from a dataset
+}
+
+
 def test_config_is_hashable_documented_and_has_loop_fields(agent):
     hash(agent.cfg)  # passed to jax.jit as a static argument
-    wanted = ({"num_envs", "buffer_size", "batch_size", "learning_starts", "train_frequency", "gradient_steps"}
-              if agent.spec.family == "off_policy" else {"num_envs", "num_steps"})
+    wanted = LOOP_FIELDS[agent.spec.family]
     names = {f.name for f in dataclasses.fields(agent.cfg)}
     assert wanted <= names
     undocumented = names - set(field_docs(agent.spec.config))
@@ -199,3 +205,26 @@ def test_vmap_over_seeds(agent):
     single, _ = agent.update(agent.init(init_key), batch, update_key)
     for x, y in zip(float_leaves(single), float_leaves(jax.tree.map(lambda x: x[2], states))):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_offline_init_takes_dataset_stats_into_the_state(agent):
+    """Offline agents: `init(..., dataset_stats)` changes leaves only (same tree, so a checkpoint
+    template needs no dataset), and the statistics reach `act` (raw observations in)."""
+    if agent.spec.family != "offline":
+        pytest.skip("dataset_stats is part of the offline contract only")
+    from heron.agents.registry import DatasetStats
+
+    dim = int(np.prod(agent.obs_space.shape))
+    stats = DatasetStats(obs_mean=np.full(dim, 5.0, np.float32), obs_std=np.full(dim, 0.1, np.float32),
+                         return_min=-100.0, return_max=0.0)
+    # state normalisation on (IQL's paper setting has it off)
+    cfg = dataclasses.replace(agent.cfg, normalize_obs=True) if hasattr(agent.cfg, "normalize_obs") else agent.cfg
+    init = lambda s: agent.spec.init(jax.random.key(0), agent.obs_space, agent.act_space, cfg, dataset_stats=s)
+    plain, with_stats = jax.jit(lambda: init(None))(), jax.jit(lambda: init(stats))()
+    assert jax.tree.structure(plain) == jax.tree.structure(with_stats)
+    assert all(x.shape == y.shape and x.dtype == y.dtype
+               for x, y in zip(jax.tree.leaves(plain), jax.tree.leaves(with_stats)))
+    # Same weights (same key), different normaliser: the deterministic actions differ.
+    obs = observations(agent, 3)
+    assert not np.array_equal(agent.act(plain, obs, jax.random.key(1), deterministic=True),
+                              agent.act(with_stats, obs, jax.random.key(1), deterministic=True))

@@ -3,3 +3,4 @@
 from heron.agents.registry import AgentSpec, available, get_agent, register  # noqa: F401
 from heron.agents import ppo  # noqa: F401,E402
 from heron.agents import dqn, sac, td3  # noqa: F401,E402
+from heron.agents import bc, iql, td3bc  # noqa: F401,E402

@@ -16,24 +16,50 @@ benchmarks touch nothing else.
   with a leading batch axis matching `obs`.
 * `update` receives a `heron.types.Transition` batch:
     - off-policy agents: a uniformly sampled batch of shape [batch_size, ...];
+    - offline agents: a batch of shape [batch_size, ...] sampled from a logged dataset
+      (`heron.data.dataset.sample_transitions`: uniform, or by the dataset's episode weights);
     - on-policy agents: a rollout of shape [num_steps, num_envs, ...] in time order,
       collected with the `state` passed in (so the behaviour policy is `state`'s policy).
 * Loop settings that are hyperparameters of the published method live in the config and
   are read by the loops by name:
     - off-policy: buffer_size, batch_size, learning_starts, train_frequency,
       gradient_steps, num_envs;
-    - on-policy: num_envs, num_steps.
+    - on-policy: num_envs, num_steps;
+    - offline: batch_size.
+* Offline agents (family "offline") take one more, optional, keyword argument:
+  `init(key, obs_space, act_space, cfg, dataset_stats=None)`. `DatasetStats` carries what
+  published offline methods derive from the whole dataset before training (observation
+  mean/std for state normalisation, the spread of episode returns for reward scaling). The
+  agent turns it into leaves of its State (e.g. `obs_mean`, `obs_std`, `reward_scale`), so
+  `act` normalises with it, checkpoints hold it, and the tree's structure does not depend on
+  it (`dataset_stats=None` gives identity normalisation: the same tree, e.g. a template to
+  restore a checkpoint into). The loop computes it once with `heron.loops.offline.dataset_stats`.
 """
 
 import dataclasses
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
+
+import numpy as np
 
 from heron.errors import HeronError
 
-Family = Literal["on_policy", "off_policy"]
+Family = Literal["on_policy", "off_policy", "offline"]
+
+
+class DatasetStats(NamedTuple):
+    """Whole-dataset statistics an offline agent's `init` may use (see the module docstring)."""
+
+    obs_mean: np.ndarray
+    """[obs_dim] mean of the flattened observations o_t of all transitions."""
+    obs_std: np.ndarray
+    """[obs_dim] their standard deviation (population, no epsilon added)."""
+    return_min: float
+    """Smallest undiscounted episode return in the dataset."""
+    return_max: float
+    """Largest undiscounted episode return in the dataset."""
 
 
 @dataclass(frozen=True)

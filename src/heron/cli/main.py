@@ -1,6 +1,7 @@
 """The `heron` command.
 
     heron train ALGO --env ID [--steps N] [--seeds N] [name=value ...]
+    heron train ALGO --dataset PATH_OR_NAME [--env ID|none] [--steps UPDATES] [--seeds N] [name=value ...]
     heron train --resume RUN_DIR
     heron eval RUN_DIR [--episodes N]
     heron runs list | show | compare | plot
@@ -31,8 +32,12 @@ def _add_train(sub):
                        description="Train ALGO on --env; agent hyperparameters as name=value (see `heron train ALGO --help`).")
     p.add_argument("algo", nargs="?", help="algorithm (see `heron algos`)")
     p.add_argument("-h", "--help", action="store_true", help="show this help, or ALGO's hyperparameters")
-    p.add_argument("--env", dest="env_id", help="environment id, e.g. CartPole-v1, Pendulum-v1, HalfCheetah-v5")
-    p.add_argument("--steps", type=int, default=None, help="environment steps (default 100000)")
+    p.add_argument("--env", dest="env_id", help="environment id, e.g. CartPole-v1, Pendulum-v1, HalfCheetah-v5 "
+                   "(offline: where to evaluate; default the dataset's env, `none` for no env)")
+    p.add_argument("--dataset", default=None, metavar="PATH_OR_NAME",
+                   help="train an offline algorithm on this dataset (a directory, or a name under $HERON_DATASETS_DIR)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="environment steps (default 100000); with --dataset, gradient updates (default 1000000)")
     p.add_argument("--seeds", type=int, default=1, help="seeds trained together by vmap (compiled loop)")
     p.add_argument("--seed", type=int, default=0, help="base seed")
     p.add_argument("--loop", default="auto", help="auto | host | compiled (auto: compiled when a pure-JAX env exists)")
@@ -65,27 +70,41 @@ def _agent_help(algo: str) -> str:
 
 
 def _cmd_train(args, extra: list[str]) -> int:
-    from heron.experiments.train import DEFAULT_STEPS, TrainRequest, resume_run, train
+    from heron.experiments.train import (
+        DEFAULT_OFFLINE_UPDATES,
+        DEFAULT_STEPS,
+        TrainRequest,
+        resume_run,
+        train,
+    )
 
     if args.help:
         print(_agent_help(args.algo) if args.algo else args.parser.format_help())
         return 0
     if args.resume is not None:
-        if args.algo or args.env_id or extra:
+        if args.algo or args.env_id or args.dataset or extra:
             raise HeronError("--resume continues a run with its saved config: give only `heron train --resume RUN_DIR`")
         run_dir = resume_run(args.resume, progress=not args.no_progress)
         print(run_dir)
         return 0
     if not args.algo:
         raise HeronError("missing ALGO: `heron train ALGO --env ID`, e.g. `heron train ppo --env CartPole-v1` (see `heron algos`)")
-    if not args.env_id:
+    if not args.env_id and args.dataset is None:
+        from heron.agents.registry import get_agent
+
+        if get_agent(args.algo).family == "offline":
+            raise HeronError(f"missing --dataset: {args.algo} learns from a dataset: "
+                             f"`heron train {args.algo} --dataset PATH_OR_NAME` (make one with `heron data suite make small`)")
         raise HeronError(f"missing --env: `heron train {args.algo} --env ID`, e.g. --env CartPole-v1")
     bad_flags = [t for t in extra if t.startswith("-")]
     if bad_flags:
         raise HeronError(f"unknown option {bad_flags[0]}: agent hyperparameters are name=value (see `heron train {args.algo} --help`)")
-    req = TrainRequest(algo=args.algo, env_id=args.env_id, steps=args.steps or DEFAULT_STEPS, seed=args.seed,
+    default_steps = DEFAULT_STEPS if args.dataset is None else DEFAULT_OFFLINE_UPDATES
+    steps = default_steps if args.steps is None else args.steps
+    req = TrainRequest(algo=args.algo, env_id=args.env_id, steps=steps, seed=args.seed,
                        seeds=args.seeds, loop=args.loop, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                       log_every=args.log_every, checkpoint_every=args.checkpoint_every, overrides=tuple(extra))
+                       log_every=args.log_every, checkpoint_every=args.checkpoint_every, overrides=tuple(extra),
+                       dataset=args.dataset)
     run_dir = train(req, runs_root=args.runs_dir, progress=not args.no_progress, argv=sys.argv)
     print(run_dir)
     return 0

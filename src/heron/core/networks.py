@@ -114,3 +114,34 @@ class GaussianHead(nn.Module):
         mean = nn.Dense(self.action_dim)(x)
         log_std = nn.Dense(self.action_dim)(x)
         return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
+
+
+class StateIndependentGaussian(nn.Module):
+    """MLP -> mean, plus a learned log_std vector that does not depend on the state (zeros at
+    init, clipped to [log_std_min, log_std_max]); IQL's policy (Kostrikov et al. 2021)."""
+
+    hidden: Sequence[int]
+    action_dim: int
+    act: str = "relu"
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = MLP(self.hidden, None, self.act)(obs)
+        mean = nn.Dense(self.action_dim)(x)
+        log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
+        log_std = jnp.broadcast_to(jnp.clip(log_std, self.log_std_min, self.log_std_max), mean.shape)
+        return mean, log_std
+
+
+class ValueNetwork(nn.Module):
+    """V(s) -> scalar (IQL's state value)."""
+
+    hidden: Sequence[int]
+    act: str = "relu"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return MLP(self.hidden, 1, self.act, self.layer_norm)(obs).squeeze(-1)

@@ -33,3 +33,22 @@ class RunningMeanStd(NamedTuple):
 def ema_update(target, online, tau: float):
     """Polyak averaging: target <- tau * online + (1 - tau) * target (tau=1 copies)."""
     return jax.tree.map(lambda t, o: tau * o + (1.0 - tau) * t, target, online)
+
+
+def dataset_obs_normalizer(stats, obs_dim: int, enabled: bool, eps: float) -> tuple[jax.Array, jax.Array]:
+    """(mean, std) that standardise observations as s ← (s − μ) / (σ + eps), with μ, σ from a
+    `DatasetStats` (TD3+BC's state normalisation); identity (0, 1) when disabled or `stats` is None."""
+    if not enabled or stats is None:
+        return jnp.zeros((obs_dim,), jnp.float32), jnp.ones((obs_dim,), jnp.float32)
+    mean = jnp.asarray(stats.obs_mean, jnp.float32).reshape(obs_dim)
+    std = jnp.asarray(stats.obs_std, jnp.float32).reshape(obs_dim) + eps
+    return mean, std
+
+
+def return_range_reward_scale(stats, enabled: bool, target: float) -> jax.Array:
+    """c in r ← c r with c = target / (max_e R_e − min_e R_e) (IQL's locomotion reward scaling);
+    1 when disabled, without statistics, or when every episode has the same return."""
+    spread = 0.0 if stats is None else float(stats.return_max) - float(stats.return_min)
+    if not enabled or not spread > 0.0:
+        return jnp.ones((), jnp.float32)
+    return jnp.asarray(target / spread, jnp.float32)

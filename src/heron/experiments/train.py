@@ -21,6 +21,8 @@ from heron.loops.online_host import Evaluator, HostLoop, HostLoopConfig
 from heron.tracking.run import Run, default_runs_root
 
 DEFAULT_STEPS = 100_000
+DEFAULT_OFFLINE_UPDATES = 1_000_000  # the papers' budget (TD3+BC, IQL: 1M gradient steps)
+NO_ENV = "none"  # `--env none`: train offline without evaluating in an env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +30,7 @@ class TrainRequest:
     """Everything `heron train` needs; saved as the run's resolved config."""
 
     algo: str
-    env_id: str
+    env_id: str | None
     steps: int = DEFAULT_STEPS
     seed: int = 0
     seeds: int = 1
@@ -38,14 +40,18 @@ class TrainRequest:
     log_every: int = 0
     checkpoint_every: int = 0
     overrides: tuple[str, ...] = ()
+    dataset: str | None = None
+    """Offline runs: the dataset (a path, or a name under the datasets root); steps are then updates."""
 
 
 def resolve_agent_config(spec: AgentSpec, overrides, steps: int):
     cfg = apply_overrides(spec.config(), list(overrides), what=f"{spec.name} config")
     # Schedules (learning-rate annealing, ε decay) span the run unless set explicitly.
     names = {f.name for f in dataclasses.fields(cfg)}
-    if "total_timesteps" in names and not any(o.split("=", 1)[0].strip("-").replace("-", "_") == "total_timesteps" for o in overrides):
-        cfg = dataclasses.replace(cfg, total_timesteps=steps)
+    given = {o.split("=", 1)[0].strip("-").replace("-", "_") for o in overrides}
+    for name in ("total_timesteps", "total_updates"):
+        if name in names and name not in given:
+            cfg = dataclasses.replace(cfg, **{name: steps})
     return cfg
 
 
@@ -170,6 +176,12 @@ def train(req: TrainRequest, *, runs_root: Path | None = None, progress: bool = 
     """Train (or resume) one tracked run and return its directory."""
     _validate(req)
     spec = get_agent(req.algo)
+    if req.dataset is not None or spec.family == "offline":
+        from heron.experiments.train_offline import train_offline
+
+        return train_offline(req, spec, runs_root=runs_root, progress=progress, argv=argv, resume=resume)
+    if not req.env_id:
+        raise HeronError(f"missing --env: `heron train {req.algo} --env ID`, e.g. --env CartPole-v1")
     from heron.envs.gym_envs import check_env_id
     from heron.envs.jax_envs import available_jax_envs
 
@@ -313,6 +325,10 @@ def evaluate_run(run_dir: Path, episodes: int = 10, seed: int = 0) -> np.ndarray
     """Evaluate the latest checkpoint of a run with the deterministic policy."""
     run = Run.open(run_dir)
     req, spec, agent_cfg = load_request(run)
+    if run.config.get("loop") == "offline":
+        from heron.experiments.train_offline import evaluate_offline_run
+
+        return evaluate_offline_run(run, req, spec, agent_cfg, episodes, seed)
     if run.config.get("loop") == "compiled":
         return _evaluate_compiled(run, spec, agent_cfg, req, episodes, seed)
     loop = HostLoop(spec, agent_cfg, HostLoopConfig(env_id=req.env_id, total_steps=req.steps, eval_episodes=0))
@@ -335,18 +351,31 @@ def write_report(run: Run) -> Path:
 
     png = run.path / "eval_curve.png"
     evals = run.eval_table()
+    dataset = run.config.get("dataset") or {}
     lines = [f"# {run.config.get('algo')} on {run.config.get('env')}", "",
              f"- run: `{run.path.name}`", f"- steps: {run.config.get('steps')}, seeds: {run.config.get('seeds')}, "
-             f"loop: {run.config.get('loop')}", ""]
+             f"loop: {run.config.get('loop')}"]
+    if dataset:
+        lines.append(f"- dataset: `{dataset.get('name')}` at `{dataset.get('path')}` ({dataset.get('transitions')} "
+                     f"transitions, {dataset.get('episodes')} episodes); steps are gradient updates")
+    lines.append("")
+    refs = (dataset.get("ref_min_score"), dataset.get("ref_max_score"))
+    normalise = None
+    if None not in refs:  # D4RL-style normalised score from the dataset's reference returns
+        normalise = lambda r: 100.0 * (r - refs[0]) / (refs[1] - refs[0])
     if evals:
         try:
             plot_runs([run.path], out=png)
             lines += ["![evaluation return](eval_curve.png)", ""]
         except HeronError:
             pass
-        lines += ["| step | mean eval return | std | episodes |", "|---:|---:|---:|---:|"]
+        if normalise is None:
+            lines += ["| step | mean eval return | std | episodes |", "|---:|---:|---:|---:|"]
+        else:
+            lines += ["| step | mean eval return | std | episodes | normalised score |", "|---:|---:|---:|---:|---:|"]
         for step, returns in evals:
-            lines.append(f"| {step} | {np.mean(returns):.1f} | {np.std(returns):.1f} | {len(returns)} |")
+            row = f"| {step} | {np.mean(returns):.1f} | {np.std(returns):.1f} | {len(returns)} |"
+            lines.append(row if normalise is None else f"{row} {normalise(float(np.mean(returns))):.1f} |")
     lines += ["", "## Agent config", "", "```json", json.dumps(run.config.get("agent", {}), indent=2), "```", ""]
     report = run.path / "report.md"
     tmp = report.with_suffix(".md.tmp")
