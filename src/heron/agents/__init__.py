@@ -4,3 +4,6 @@ from heron.agents.registry import AgentSpec, available, get_agent, register  # n
 from heron.agents import ppo  # noqa: F401,E402
 from heron.agents import dqn, sac, td3  # noqa: F401,E402
 from heron.agents import bc, iql, td3bc  # noqa: F401,E402
+from heron.agents import rcsl, riql  # noqa: F401,E402
+from heron.agents import awac, cql  # noqa: F401,E402
+from heron.agents import fdvl, xql  # noqa: F401,E402

@@ -34,6 +34,9 @@ benchmarks touch nothing else.
   `act` normalises with it, checkpoints hold it, and the tree's structure does not depend on
   it (`dataset_stats=None` gives identity normalisation: the same tree, e.g. a template to
   restore a checkpoint into). The loop computes it once with `heron.loops.offline.dataset_stats`.
+* An offline agent whose `update` needs a per-transition quantity derived from whole episodes
+  (return-to-go) sets `AgentSpec.relabel`; the offline loop applies it to the dataset once,
+  before moving it to the device, so the batch carries the quantity (e.g. in `reward`).
 """
 
 import dataclasses
@@ -72,6 +75,10 @@ class AgentSpec:
     family: Family
     action_kinds: frozenset[str]  # subset of {"discrete", "continuous"}
     summary: str
+    relabel: Callable | None = None
+    """Offline agents only, optional: `relabel(ds) -> ds`, a per-transition relabelling of the
+    dataset the offline loop trains on (after `DatasetStats` are taken from the unrelabelled data),
+    e.g. RCSL writes each transition's conditioning return into the reward. None: the data as is."""
 
 
 _REGISTRY: dict[str, AgentSpec] = {}
