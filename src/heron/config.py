@@ -22,12 +22,15 @@ _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 @cache
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring written under each dataclass field (`x: int = 1` then `\"\"\"doc\"\"\"`)."""
+    docs = {}
+    for base in reversed(cls.__mro__[1:]):  # a subclass config inherits its bases' field docs
+        if dataclasses.is_dataclass(base):
+            docs.update(field_docs(base))
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     except (OSError, TypeError):
-        return {}
+        return docs
     body = tree.body[0].body
-    docs = {}
     for stmt, nxt in zip(body, body[1:]):
         if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
                 and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):

@@ -7,3 +7,4 @@ from heron.agents import bc, iql, td3bc  # noqa: F401,E402
 from heron.agents import rcsl, riql  # noqa: F401,E402
 from heron.agents import awac, cql  # noqa: F401,E402
 from heron.agents import fdvl, xql  # noqa: F401,E402
+from heron.agents import wsrl  # noqa: F401,E402

@@ -23,6 +23,7 @@ Networks work in normalised action units [-1, 1]; states are standardised with t
 mean and std (CORL's `normalize=True`).
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -33,7 +34,7 @@ import optax
 from flax import struct
 from flax.core import FrozenDict
 
-from heron.agents.registry import AgentSpec, DatasetStats, register
+from heron.agents.registry import AgentSpec, DatasetStats, FinetuneRule, register
 from heron.core.actions import box_bounds, from_unit, to_unit
 from heron.core.distributions import tanh_gaussian_sample
 from heron.core.networks import Ensemble, GaussianHead, QNetwork
@@ -107,7 +108,14 @@ class Config:
     activation: str = "relu"
     """Hidden activation (relu, tanh, gelu, silu, elu)."""
     num_critics: int = 2
-    """Number of Q-functions; each gets its own penalty, targets and the policy use their minimum."""
+    """Number of Q-functions; each gets its own penalty, the policy uses their minimum."""
+    critic_subsample: int | None = None
+    """Backup from the minimum of this many target critics drawn at random (with replacement) per
+    update, REDQ-style (WSRL: 2 of 10); None: the minimum over all num_critics."""
+    critic_layer_norm: bool = False
+    """LayerNorm after each hidden layer of the critics (off in CQL; on in WSRL)."""
+    online_cql_alpha: float | None = None
+    """α_cql once the agent continues online (offline→online); None keeps cql_alpha, 0 is SAC."""
     log_std_min: float = -20.0
     """Lower clip of the policy's log σ (CORL / SAC)."""
     log_std_max: float = 2.0
@@ -133,6 +141,10 @@ class Config:
             raise HeronError(f"cql: clip_diff_min {self.clip_diff_min} exceeds clip_diff_max {self.clip_diff_max}")
         if self.num_critics < 1:
             raise HeronError(f"cql: num_critics must be >= 1, got {self.num_critics}; use 2 for clipped double-Q")
+        if self.critic_subsample is not None and self.critic_subsample < 1:
+            raise HeronError(f"cql: critic_subsample must be >= 1 or none, got {self.critic_subsample}")
+        if self.online_cql_alpha is not None and self.online_cql_alpha < 0:
+            raise HeronError(f"cql: online_cql_alpha must be >= 0 or none, got {self.online_cql_alpha}")
         if self.log_std_min > self.log_std_max or self.obs_std_eps < 0:
             raise HeronError("cql: log_std_min must not exceed log_std_max; obs_std_eps must be >= 0")
 
@@ -178,7 +190,8 @@ def init(key: jax.Array, obs_space: gym.Space, act_space: gym.Space, cfg: Config
     low, high = box_bounds(act_space, "cql")
     obs_dim, act_dim = int(np.prod(obs_space.shape)), len(low)
     actor = GaussianHead(cfg.actor_hidden, act_dim, cfg.activation, cfg.log_std_min, cfg.log_std_max)
-    critic = Ensemble(QNetwork, cfg.num_critics, FrozenDict(hidden=cfg.critic_hidden, act=cfg.activation))
+    critic = Ensemble(QNetwork, cfg.num_critics,
+                      FrozenDict(hidden=cfg.critic_hidden, act=cfg.activation, layer_norm=cfg.critic_layer_norm))
     k_actor, k_critic = jax.random.split(key)
     obs, action = jnp.zeros((1, obs_dim), jnp.float32), jnp.zeros((1, act_dim), jnp.float32)
     actor_params = actor.init(k_actor, obs)
@@ -296,6 +309,7 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
     each, then the Polyak target update (CORL's order)."""
     actor_tx, critic_tx, alpha_tx, alpha_prime_tx = _optimizers(cfg)
     k_pi, k_next, k_rand, k_cur_n, k_next_n = jax.random.split(key, 5)
+    k_sub = jax.random.fold_in(key, 1)  # REDQ subsample draw (leaves the other streams as they were)
     obs, next_obs = _normalized_obs(state, batch.obs), _normalized_obs(state, batch.next_obs)
     batch_size = obs.shape[0]
     action = to_unit(batch.action.reshape(batch_size, -1), state.action_low, state.action_high)
@@ -331,13 +345,18 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
     if cfg.max_target_backup:
         next_action, next_log_prob = _sample(k_next, next_mean, next_log_std, n)  # [B, n, A], [B, n]
         next_obs_rep = jnp.broadcast_to(next_obs[:, None], (batch_size, n, next_obs.shape[-1]))
-        next_q_all = jnp.min(state.critic.apply(state.target_critic_params, next_obs_rep, next_action), axis=0)
+        next_q_all = state.critic.apply(state.target_critic_params, next_obs_rep, next_action)  # [N, B, n]
+        if cfg.critic_subsample is not None:
+            next_q_all = next_q_all[jax.random.randint(k_sub, (cfg.critic_subsample,), 0, cfg.num_critics)]
+        next_q_all = jnp.min(next_q_all, axis=0)
         best = jnp.argmax(next_q_all, axis=-1)
         next_q = jnp.take_along_axis(next_q_all, best[:, None], axis=-1)[None, :, 0]
         next_log_prob = jnp.take_along_axis(next_log_prob, best[:, None], axis=-1)[:, 0]
     else:
         next_action, next_log_prob = tanh_gaussian_sample(k_next, next_mean, next_log_std)
         next_q = state.critic.apply(state.target_critic_params, next_obs, next_action)
+        if cfg.critic_subsample is not None:
+            next_q = next_q[jax.random.randint(k_sub, (cfg.critic_subsample,), 0, cfg.num_critics)]
     target = cql_target(reward, terminated, next_q, cfg.gamma,
                         next_log_prob if cfg.backup_entropy else None, alpha)
 
@@ -351,6 +370,10 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
 
     def critic_objective(params):
         q = state.critic.apply(params, obs, action)  # [N, B]
+        if cfg.cql_alpha == 0:  # SAC: no penalty, no sampled actions to evaluate (WSRL's online phase)
+            bellman = td_loss(q, target)
+            zero = jnp.zeros((), jnp.float32)
+            return bellman, (q, jnp.zeros((q.shape[0],), jnp.float32), bellman, zero, zero)
         q_sampled = state.critic.apply(params, obs_rep, sampled)  # [N, B, 3n]
         q_rand, q_next_pi, q_cur_pi = q_sampled[..., :n], q_sampled[..., n:2 * n], q_sampled[..., 2 * n:]
         ood = cql_logsumexp(q_rand, q_next_pi, q_cur_pi, next_log_pi, cur_log_pi, act_dim, cfg.cql_temperature,
@@ -402,6 +425,11 @@ def act(state: State, obs: jax.Array, key: jax.Array, deterministic=False) -> ja
     return from_unit(jnp.where(deterministic, jnp.tanh(mean), sample), state.action_low, state.action_high)
 
 
+def online_config(cfg: Config) -> Config:
+    """The config CQL continues with online: α_cql ← online_cql_alpha unless that is None."""
+    return cfg if cfg.online_cql_alpha is None else dataclasses.replace(cfg, cql_alpha=cfg.online_cql_alpha)
+
+
 register(AgentSpec(
     name="cql",
     config=Config,
@@ -411,4 +439,5 @@ register(AgentSpec(
     family="offline",
     action_kinds=frozenset({"continuous"}),
     summary="Conservative Q-Learning: SAC plus an importance-sampled log-sum-exp penalty on Q (offline, continuous).",
+    finetune=FinetuneRule(online_config=online_config),
 ))

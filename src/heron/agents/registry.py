@@ -37,6 +37,11 @@ benchmarks touch nothing else.
 * An offline agent whose `update` needs a per-transition quantity derived from whole episodes
   (return-to-go) sets `AgentSpec.relabel`; the offline loop applies it to the dataset once,
   before moving it to the device, so the batch carries the quantity (e.g. in `reward`).
+* Offline agents continue online (`heron train ALGO --dataset D --online-steps M`, `heron
+  finetune RUN_DIR`) through the same `update`, under a `FinetuneRule`: what happens at the
+  switch (keep or drop the offline data, warm-up rollouts of the pre-trained policy, updates
+  per env step) and the config the agent continues with. `AgentSpec.finetune` is the
+  algorithm's own rule; the default keeps the offline data (plain fine-tuning).
 """
 
 import dataclasses
@@ -66,6 +71,29 @@ class DatasetStats(NamedTuple):
 
 
 @dataclass(frozen=True)
+class FinetuneRule:
+    """An offline agent's rule for continuing online (the offline→online switch)."""
+
+    keep_offline_data: bool = True
+    """Start the online replay buffer with the whole offline dataset (online transitions are
+    appended, batches sample the union uniformly); False: the online buffer holds online data only."""
+    warmup_steps: int = 0
+    """Env steps collected with the pre-trained policy (no updates) before online updates start."""
+    updates_per_step: int = 1
+    """Gradient updates per env step in the online phase (the update-to-data ratio, UTD)."""
+    online_config: Callable | None = None
+    """`online_config(cfg) -> cfg`: the config the agent's `update` uses online (e.g. WSRL turns
+    CQL's penalty off); None: the offline config unchanged."""
+    source: str = "plain fine-tuning: the offline update continues on offline plus online data"
+    """Where the rule comes from (shown in reports and `heron finetune --help`)."""
+
+    def __post_init__(self):
+        if self.warmup_steps < 0 or self.updates_per_step < 1:
+            raise HeronError(f"finetune rule: warmup_steps must be >= 0 and updates_per_step >= 1, got "
+                             f"{self.warmup_steps}, {self.updates_per_step}")
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     name: str
     config: type
@@ -79,6 +107,8 @@ class AgentSpec:
     """Offline agents only, optional: `relabel(ds) -> ds`, a per-transition relabelling of the
     dataset the offline loop trains on (after `DatasetStats` are taken from the unrelabelled data),
     e.g. RCSL writes each transition's conditioning return into the reward. None: the data as is."""
+    finetune: FinetuneRule = FinetuneRule()
+    """Offline agents only: how the agent continues online (see FinetuneRule)."""
 
 
 _REGISTRY: dict[str, AgentSpec] = {}

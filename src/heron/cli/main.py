@@ -2,6 +2,8 @@
 
     heron train ALGO --env ID [--steps N] [--seeds N] [name=value ...]
     heron train ALGO --dataset PATH_OR_NAME [--env ID|none] [--steps UPDATES] [--seeds N] [name=value ...]
+    heron train ALGO --dataset D --env ID --offline-steps N --online-steps M [--finetune-method own|wsrl|plain]
+    heron finetune RUN_DIR [--env ID] --online-steps M [--method own|wsrl|plain]
     heron train --resume RUN_DIR
     heron eval RUN_DIR [--episodes N]
     heron runs list | show | compare | plot
@@ -48,8 +50,26 @@ def _add_train(sub):
     p.add_argument("--checkpoint-every", type=int, default=0, help="env steps between checkpoints (0: only at the end)")
     p.add_argument("--runs-dir", type=Path, default=None, help="where run directories go (default ./runs or $HERON_RUNS_DIR)")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a killed or interrupted run")
+    g = p.add_argument_group("offline→online (with --dataset)")
+    g.add_argument("--offline-steps", type=int, default=None, help="gradient updates of the offline phase (= --steps)")
+    g.add_argument("--online-steps", type=int, default=0,
+                   help="then fine-tune online for this many env steps in --env (0: offline only)")
+    _add_rule_flags(g, "--finetune-method")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_train, parser=p)
+
+
+def _add_rule_flags(group, method_flag: str) -> None:
+    group.add_argument(method_flag, dest="finetune_method", default=None, choices=("own", "wsrl", "plain"),
+                       help="switch rule: own (the algorithm's; default), wsrl (drop offline data, warm-up rollouts, "
+                            "UTD 4), plain (keep offline data, no warm-up, UTD 1)")
+    keep = group.add_mutually_exclusive_group()
+    keep.add_argument("--keep-offline-data", dest="keep_offline_data", action="store_true", default=None,
+                      help="override the rule: the online buffer starts with the offline data")
+    keep.add_argument("--drop-offline-data", dest="keep_offline_data", action="store_false",
+                      help="override the rule: the online buffer holds online data only")
+    group.add_argument("--warmup-steps", type=int, default=None, help="override the rule: warm-up env steps")
+    group.add_argument("--updates-per-step", type=int, default=None, help="override the rule: updates per env step")
 
 
 def _agent_help(algo: str) -> str:
@@ -99,12 +119,27 @@ def _cmd_train(args, extra: list[str]) -> int:
     bad_flags = [t for t in extra if t.startswith("-")]
     if bad_flags:
         raise HeronError(f"unknown option {bad_flags[0]}: agent hyperparameters are name=value (see `heron train {args.algo} --help`)")
+    online_flags = [args.finetune_method, args.keep_offline_data, args.warmup_steps, args.updates_per_step,
+                    args.offline_steps]
+    if args.dataset is None and (args.online_steps or any(f is not None for f in online_flags)):
+        raise HeronError("--offline-steps/--online-steps and the switch flags apply to offline runs: add --dataset D "
+                         "(or fine-tune a finished offline run with `heron finetune RUN_DIR`)")
+    if args.online_steps < 0:
+        raise HeronError(f"--online-steps must be >= 0, got {args.online_steps}")
+    if not args.online_steps and any(f is not None for f in online_flags[:4]):
+        raise HeronError("the switch flags (--finetune-method, --keep/--drop-offline-data, --warmup-steps, "
+                         "--updates-per-step) need --online-steps M")
+    if args.offline_steps is not None and args.steps is not None and args.offline_steps != args.steps:
+        raise HeronError(f"--offline-steps {args.offline_steps} and --steps {args.steps} disagree: give one of them")
     default_steps = DEFAULT_STEPS if args.dataset is None else DEFAULT_OFFLINE_UPDATES
-    steps = default_steps if args.steps is None else args.steps
+    steps = args.offline_steps if args.offline_steps is not None else (default_steps if args.steps is None else args.steps)
     req = TrainRequest(algo=args.algo, env_id=args.env_id, steps=steps, seed=args.seed,
                        seeds=args.seeds, loop=args.loop, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                        log_every=args.log_every, checkpoint_every=args.checkpoint_every, overrides=tuple(extra),
-                       dataset=args.dataset)
+                       dataset=args.dataset, online_steps=args.online_steps,
+                       finetune_method=None if args.finetune_method == "own" else args.finetune_method,
+                       keep_offline_data=args.keep_offline_data, warmup_steps=args.warmup_steps,
+                       updates_per_step=args.updates_per_step)
     run_dir = train(req, runs_root=args.runs_dir, progress=not args.no_progress, argv=sys.argv)
     print(run_dir)
     return 0
@@ -117,6 +152,24 @@ def _cmd_eval(args, extra) -> int:
 
     returns = evaluate_run(args.run_dir, episodes=args.episodes, seed=args.seed)
     print(f"{args.run_dir}: mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {returns.size} episodes")
+    return 0
+
+
+def _cmd_finetune(args, extra) -> int:
+    from heron.experiments.finetune import finetune_run, load_summary
+
+    run_dir = finetune_run(args.run_dir, env_id=args.env_id, online_steps=args.online_steps,
+                           method=None if args.finetune_method == "own" else args.finetune_method,
+                           keep_offline_data=args.keep_offline_data, warmup_steps=args.warmup_steps,
+                           updates_per_step=args.updates_per_step, parent_seed=args.parent_seed,
+                           eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                           checkpoint_every=args.checkpoint_every, runs_root=args.runs_dir,
+                           progress=not args.no_progress, argv=sys.argv)
+    s = load_summary(run_dir)
+    print(f"switch: {s.get('pre_switch_score', float('nan')):.1f} -> final {s.get('final_score', float('nan')):.1f} "
+          f"({s.get('score')}), dip {s.get('dip_percent', float('nan')):.1f}%, recovered after "
+          f"{s.get('steps_to_recover')} env steps", file=sys.stderr)
+    print(run_dir)
     return 0
 
 
@@ -138,6 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=_cmd_eval)
+    p = sub.add_parser("finetune", help="continue a finished offline run online (a new run with both phases)")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="an offline run made by `heron train ALGO --dataset D`")
+    p.add_argument("--env", dest="env_id", default=None, help="env of the online phase (default: the run's env)")
+    p.add_argument("--online-steps", type=int, default=20_000, help="online env steps (default 20000)")
+    p.add_argument("--parent-seed", type=int, default=0, help="which seed of a --seeds N run to continue")
+    p.add_argument("--eval-every", type=int, default=0, help="env steps between evaluations (default: online steps/10)")
+    p.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="env steps between checkpoints (0: only at the end)")
+    p.add_argument("--runs-dir", type=Path, default=None, help="where run directories go (default ./runs or $HERON_RUNS_DIR)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_rule_flags(p, "--method")
+    p.set_defaults(handler=_cmd_finetune)
     p = sub.add_parser("algos", help="list the algorithms")
     p.set_defaults(handler=_cmd_algos)
     from heron.cli.runs import add_runs_parser

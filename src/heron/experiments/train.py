@@ -42,6 +42,16 @@ class TrainRequest:
     overrides: tuple[str, ...] = ()
     dataset: str | None = None
     """Offline runs: the dataset (a path, or a name under the datasets root); steps are then updates."""
+    online_steps: int = 0
+    """Offline runs: env steps of online fine-tuning after the `steps` offline updates (0: offline only)."""
+    finetune_method: str | None = None
+    """Switch rule: None/own (the algorithm's), wsrl, or plain (heron.loops.finetune.resolve_rule)."""
+    keep_offline_data: bool | None = None
+    """Override of the rule: keep the offline data in the online buffer."""
+    warmup_steps: int | None = None
+    """Override of the rule: warm-up env steps of the pre-trained policy before online updates."""
+    updates_per_step: int | None = None
+    """Override of the rule: gradient updates per online env step."""
 
 
 def resolve_agent_config(spec: AgentSpec, overrides, steps: int):
@@ -176,6 +186,10 @@ def train(req: TrainRequest, *, runs_root: Path | None = None, progress: bool = 
     """Train (or resume) one tracked run and return its directory."""
     _validate(req)
     spec = get_agent(req.algo)
+    if req.online_steps:
+        from heron.experiments.finetune import train_offline_to_online
+
+        return train_offline_to_online(req, spec, runs_root=runs_root, progress=progress, argv=argv, resume=resume)
     if req.dataset is not None or spec.family == "offline":
         from heron.experiments.train_offline import train_offline
 
@@ -325,6 +339,10 @@ def evaluate_run(run_dir: Path, episodes: int = 10, seed: int = 0) -> np.ndarray
     """Evaluate the latest checkpoint of a run with the deterministic policy."""
     run = Run.open(run_dir)
     req, spec, agent_cfg = load_request(run)
+    if run.config.get("loop") in ("offline_to_online", "finetune"):
+        from heron.experiments.finetune import evaluate_finetune_run
+
+        return evaluate_finetune_run(run, spec, agent_cfg, episodes, seed)
     if run.config.get("loop") == "offline":
         from heron.experiments.train_offline import evaluate_offline_run
 

@@ -21,7 +21,7 @@ The loop reports through a `Callbacks` object and never prints or writes files i
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import gymnasium as gym
 import jax
@@ -53,6 +53,27 @@ class HostLoopConfig:
     """Report training metrics every this many env steps."""
     checkpoint_every: int = 0
     """Checkpoint every this many env steps (0: never during the run)."""
+
+
+class ReplaySettings(NamedTuple):
+    """How an off-policy learner meets its replay buffer. Off-policy agents take these from their
+    config (same names); offline agents continuing online get them from their `FinetuneRule`."""
+
+    num_envs: int
+    buffer_size: int
+    batch_size: int
+    learning_starts: int
+    """Env steps before the first update."""
+    train_frequency: int
+    gradient_steps: int
+    """`update` calls per round of updates (per train_frequency vector steps)."""
+    warmup_with_policy: bool = False
+    """Act with the agent before learning_starts (WSRL's warm-up) instead of uniformly at random."""
+
+    @classmethod
+    def from_config(cls, cfg) -> "ReplaySettings":
+        return cls(int(cfg.num_envs), int(cfg.buffer_size), int(cfg.batch_size), int(cfg.learning_starts),
+                   int(cfg.train_frequency), int(cfg.gradient_steps))
 
 
 class Callbacks(Protocol):
@@ -102,9 +123,11 @@ class Evaluator:
 class HostLoop:
     """Trains one agent on a Gymnasium vector env. `run()` is resumable from `restore()`."""
 
-    def __init__(self, spec: AgentSpec, agent_cfg, loop_cfg: HostLoopConfig):
+    def __init__(self, spec: AgentSpec, agent_cfg, loop_cfg: HostLoopConfig, replay: ReplaySettings | None = None):
         self.spec, self.cfg, self.loop_cfg = spec, agent_cfg, loop_cfg
-        self.num_envs = int(agent_cfg.num_envs)
+        self.off_policy = spec.family in ("off_policy", "offline")
+        self.replay = replay or (ReplaySettings.from_config(agent_cfg) if self.off_policy else None)
+        self.num_envs = self.replay.num_envs if self.off_policy else int(agent_cfg.num_envs)
         self.envs = make_vector_env(loop_cfg.env_id, self.num_envs)
         self.obs_space = self.envs.single_observation_space
         self.act_space = self.envs.single_action_space
@@ -114,7 +137,7 @@ class HostLoop:
 
     # ----------------------------------------------------------------- compiled pieces
     def _compile(self):
-        spec, cfg, n = self.spec, self.cfg, self.num_envs
+        spec, cfg, n, rs = self.spec, self.cfg, self.num_envs, self.replay
 
         def act_step(agent_state, obs, key):
             key, k = jax.random.split(key)
@@ -126,7 +149,7 @@ class HostLoop:
 
         self._act = jax.jit(act_step)
         self._random = jax.jit(random_step)
-        if spec.family == "off_policy":
+        if self.off_policy:
             def add_and_train(agent_state, buffer: ReplayBuffer, batch: Transition, key, train: bool):
                 buffer = replay_add(buffer, batch)
                 if not train:
@@ -135,10 +158,10 @@ class HostLoop:
                 def one_update(carry, _):
                     agent_state, key = carry
                     key, k_sample, k_update = jax.random.split(key, 3)
-                    agent_state, metrics = spec.update(agent_state, replay_sample(buffer, k_sample, cfg.batch_size), k_update, cfg)
+                    agent_state, metrics = spec.update(agent_state, replay_sample(buffer, k_sample, rs.batch_size), k_update, cfg)
                     return (agent_state, key), metrics
 
-                (agent_state, key), metrics = jax.lax.scan(one_update, (agent_state, key), None, length=cfg.gradient_steps)
+                (agent_state, key), metrics = jax.lax.scan(one_update, (agent_state, key), None, length=rs.gradient_steps)
                 return agent_state, buffer, key, jax.tree.map(lambda m: m[-1], metrics)
 
             self._add_and_train = jax.jit(add_and_train, static_argnames="train", donate_argnums=(1,))
@@ -156,8 +179,8 @@ class HostLoop:
         key = jax.random.PRNGKey(self.loop_cfg.seed)
         key, k_init = jax.random.split(key)
         tree = {"agent": self.spec.init(k_init, self.obs_space, self.act_space, self.cfg), "key": key}
-        if self.spec.family == "off_policy":
-            capacity = min(int(self.cfg.buffer_size), self.loop_cfg.total_steps)
+        if self.off_policy:
+            capacity = min(self.replay.buffer_size, self.loop_cfg.total_steps)
             act_shape = () if isinstance(self.act_space, gym.spaces.Discrete) else self.act_space.shape
             act_dtype = jnp.int32 if isinstance(self.act_space, gym.spaces.Discrete) else jnp.float32
             tree["buffer"] = replay_init(capacity, self.obs_space.shape, jnp.float32, act_shape, act_dtype)
@@ -170,11 +193,11 @@ class HostLoop:
 
     # ----------------------------------------------------------------- main loop
     def run(self, state: dict, callbacks: Callbacks = NoCallbacks()) -> dict:
-        lc, cfg = self.loop_cfg, self.cfg
+        lc, cfg, rs = self.loop_cfg, self.cfg, self.replay
         tree, meta = state["tree"], dict(state["meta"])
         agent, key = tree["agent"], tree["key"]
         buffer = tree.get("buffer")
-        off_policy = self.spec.family == "off_policy"
+        off_policy = self.off_policy
         steps_per_iter = self.num_envs * (1 if off_policy else int(cfg.num_steps))
 
         def due(every: int, step: int) -> bool:
@@ -191,7 +214,7 @@ class HostLoop:
 
         while meta["env_steps"] < lc.total_steps:
             if off_policy:
-                if meta["env_steps"] < cfg.learning_starts:
+                if meta["env_steps"] < rs.learning_starts and not rs.warmup_with_policy:
                     action, key = self._random(key)
                 else:
                     action, key = self._act(agent, obs, key)
@@ -202,10 +225,10 @@ class HostLoop:
                                    terminated.astype(np.float32), truncated.astype(np.float32))
                 meta["env_steps"] += self.num_envs
                 meta["vector_steps"] += 1
-                train = meta["env_steps"] >= cfg.learning_starts and meta["vector_steps"] % cfg.train_frequency == 0
+                train = meta["env_steps"] >= rs.learning_starts and meta["vector_steps"] % rs.train_frequency == 0
                 agent, buffer, key, metrics = self._add_and_train(agent, buffer, batch, key, train=train)
                 if train:
-                    meta["updates"] += int(cfg.gradient_steps)
+                    meta["updates"] += rs.gradient_steps
                     last_metrics = metrics
                 self._track_episodes(reward, terminated | truncated, ep_return, ep_length, finished_returns, finished_lengths)
                 obs = next_obs

@@ -1,0 +1,213 @@
+"""Offline→online: switch rules, switch metrics, the buffer at the switch, the warm-up, the CLI
+(`heron train ALGO --dataset D --online-steps M`, `heron finetune RUN_DIR`) and exact resume."""
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from offline_data import random_dataset
+
+from heron.agents import get_agent
+from heron.agents.registry import FinetuneRule
+from heron.cli.main import main
+from heron.data.minari_io import save_dataset
+from heron.errors import HeronError
+from heron.loops import finetune, offline
+
+SMALL = ["actor_hidden=16,16", "critic_hidden=16,16", "batch_size=32"]
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "pendulum-random"
+    save_dataset(random_dataset(num_episodes=10), path)
+    return path
+
+
+# --------------------------------------------------------------------------------- metrics
+
+
+def test_switch_metrics_by_hand():
+    m = finetune.switch_metrics([(0, 10.0), (1000, 50.0)], [(100, 40.0), (200, 30.0), (300, 55.0), (400, 60.0)])
+    assert m["pre_switch_score"] == 50.0
+    assert m["dip_percent"] == pytest.approx(40.0)  # (50 − 30) / 50
+    assert m["steps_to_recover"] == 300
+    assert m["final_score"] == 60.0 and m["improvement"] == pytest.approx(10.0) and m["best_online_score"] == 60.0
+
+
+def test_switch_metrics_without_a_dip_or_without_recovery():
+    no_dip = finetune.switch_metrics([(10, 50.0)], [(100, 55.0), (200, 52.0)])
+    assert no_dip["dip_percent"] == 0.0 and no_dip["steps_to_recover"] == 100
+    never = finetune.switch_metrics([(10, 50.0)], [(100, 45.0), (200, 25.0)])
+    assert never["steps_to_recover"] is None and never["dip_percent"] == pytest.approx(50.0)
+    assert finetune.switch_metrics([], [(1, 1.0)]) == {}
+
+
+# --------------------------------------------------------------------------------- rules
+
+
+def test_rules_own_wsrl_plain_and_overrides():
+    iql, wsrl, cql = get_agent("iql"), get_agent("wsrl"), get_agent("cql")
+    assert finetune.resolve_rule(iql) == FinetuneRule()  # plain fine-tuning keeps the data
+    own = finetune.resolve_rule(wsrl)
+    assert (own.keep_offline_data, own.warmup_steps, own.updates_per_step) == (False, 5000, 4)
+    cfg = wsrl.config()
+    assert finetune.online_config(wsrl, cfg, own).cql_alpha == 0.0 and cfg.cql_alpha == 5.0
+    # the WSRL switch on IQL keeps IQL's own update; on CQL the penalty stays unless online_cql_alpha says so
+    on_iql = finetune.resolve_rule(iql, "wsrl")
+    assert not on_iql.keep_offline_data and on_iql.online_config is None
+    assert finetune.online_config(cql, cql.config(), finetune.resolve_rule(cql, "wsrl")).cql_alpha == 5.0
+    plain = finetune.resolve_rule(wsrl, "plain", warmup_steps=7, updates_per_step=2)
+    assert (plain.keep_offline_data, plain.warmup_steps, plain.updates_per_step) == (True, 7, 2)
+    with pytest.raises(HeronError, match="unknown fine-tuning method"):
+        finetune.resolve_rule(iql, "magic")
+    with pytest.raises(HeronError, match="cannot continue online"):
+        finetune.check_finetunable(get_agent("rcsl"))
+    with pytest.raises(HeronError, match="not an offline algorithm"):
+        finetune.check_finetunable(get_agent("sac"))
+
+
+def test_wsrl_online_update_is_sac_with_a_subsampled_ensemble():
+    """α_cql = 0 online: no penalty term; backups use the minimum of 2 of the 10 target critics."""
+    ds = random_dataset(num_episodes=2)
+    spec = get_agent("wsrl")
+    cfg = dataclasses.replace(spec.config(), actor_hidden=(16, 16), critic_hidden=(16, 16), batch_size=8)
+    agent = spec.init(jax.random.PRNGKey(0), ds.observation_space, ds.action_space, cfg)
+    assert jax.tree.leaves(agent.critic_params)[0].shape[0] == 10
+    batch = jax.tree.map(lambda x: x[:8], ds.transitions())
+    _, off = spec.update(agent, batch, jax.random.PRNGKey(1), cfg)
+    _, on = spec.update(agent, batch, jax.random.PRNGKey(1), finetune.online_config(spec, cfg, spec.finetune))
+    assert float(off["cql_penalty"]) != 0.0 and float(on["cql_penalty"]) == 0.0
+    assert float(on["critic_loss"]) == pytest.approx(float(on["td_loss"]))
+
+
+# --------------------------------------------------------------------------------- the switch
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_switch_buffer_holds_the_offline_data_only_when_kept(keep):
+    ds = random_dataset(num_episodes=2)
+    spec = get_agent("iql")
+    cfg = dataclasses.replace(spec.config(), actor_hidden=(16, 16), critic_hidden=(16, 16))
+    rule = dataclasses.replace(FinetuneRule(), keep_offline_data=keep)
+    phase = finetune.OnlinePhase(env_id="Pendulum-v1", online_steps=50, eval_episodes=0)
+    loop = finetune.make_loop(spec, cfg, rule, phase, ds.num_transitions)
+    try:
+        agent = offline.seed_slice(offline.init_offline(0, 1, spec, cfg, ds.observation_space, ds.action_space,
+                                                        offline.dataset_stats(ds)), 0)
+        state = finetune.switch_state(loop, agent, ds, rule, seed=0)
+        buffer = state["tree"]["buffer"]
+        assert buffer.capacity == 50 + (ds.num_transitions if keep else 0)
+        assert int(buffer.size) == (ds.num_transitions if keep else 0)
+        if keep:
+            np.testing.assert_allclose(np.asarray(buffer.data.obs[:ds.num_transitions]), ds.transitions().obs, rtol=1e-6)
+    finally:
+        loop.close()
+
+
+def test_warmup_steps_act_with_the_policy_and_do_not_update():
+    ds = random_dataset(num_episodes=2)
+    spec = get_agent("iql")
+    cfg = dataclasses.replace(spec.config(), actor_hidden=(16, 16), critic_hidden=(16, 16), batch_size=16)
+    rule = FinetuneRule(keep_offline_data=False, warmup_steps=30, updates_per_step=3)
+    phase = finetune.OnlinePhase(env_id="Pendulum-v1", online_steps=50, eval_episodes=0, log_every=10)
+    loop = finetune.make_loop(spec, cfg, rule, phase, ds.num_transitions)
+    try:
+        agent = offline.seed_slice(offline.init_offline(0, 1, spec, cfg, ds.observation_space, ds.action_space,
+                                                        offline.dataset_stats(ds)), 0)
+        state = finetune.switch_state(loop, agent, ds, rule, seed=0)
+        final = loop.run(state)
+    finally:
+        loop.close()
+    # updates start with the step that completes the warm-up (the host loop's learning_starts rule)
+    assert final["meta"]["updates"] == (50 - 30 + 1) * 3
+    assert int(final["tree"]["buffer"].size) == 50
+    # the warm-up actions are the pre-trained policy's: within its Gaussian around its mean, not uniform on [-2, 2]
+    obs = final["tree"]["buffer"].data.obs[:30]
+    mean = np.asarray(spec.act(agent, obs, jax.random.PRNGKey(0), True)).reshape(-1)
+    taken = np.asarray(final["tree"]["buffer"].data.action[:30]).reshape(-1)
+    std = float(np.exp(np.asarray(agent.actor_params["params"]["log_std"])).max()) * 2.0  # action scale 2
+    assert np.all(np.abs(taken - mean) <= 5 * std + 1e-6) or np.allclose(np.abs(taken), 2.0)
+
+
+# --------------------------------------------------------------------------------- CLI
+
+
+def test_bad_finetune_input_is_one_line(dataset_dir, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HERON_RUNS_DIR", str(tmp_path))
+    cases = [
+        (["train", "sac", "--env", "Pendulum-v1", "--online-steps", "10"], "apply to offline runs"),
+        (["train", "iql", "--dataset", str(dataset_dir), "--warmup-steps", "10"], "need --online-steps"),
+        (["train", "rcsl", "--dataset", str(dataset_dir), "--online-steps", "10"], "cannot continue online"),
+        (["train", "iql", "--dataset", str(dataset_dir), "--online-steps", "10", "--seeds", "2"], "one seed"),
+        (["finetune", str(tmp_path / "nope")], "nope"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("heron: error: ") and message in err and "\n" not in err, err
+    assert not any(tmp_path.iterdir())
+
+
+def _final_tree_bytes(run_dir: Path) -> bytes:
+    latest = (run_dir / "checkpoints" / "latest").read_text().strip()
+    return (run_dir / "checkpoints" / latest / "state.msgpack").read_bytes() + \
+        (run_dir / "checkpoints" / latest / "arrays.npz").read_bytes()
+
+
+def _rows(run_dir: Path, name: str) -> list[str]:
+    lines = (run_dir / name).read_text().splitlines()
+    return [",".join(line.split(",")[:3]) for line in lines if "time/" not in line]
+
+
+def test_offline_to_online_run_report_eval_and_exact_resume(dataset_dir, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    argv = ["train", "iql", "--dataset", str(dataset_dir), "--offline-steps", "200", "--online-steps", "400",
+            "--finetune-method", "wsrl", "--warmup-steps", "100", "--checkpoint-every", "100", "--eval-episodes", "2",
+            "--no-progress", "--runs-dir", str(runs), *SMALL]
+    assert main(argv) == 0
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["loop"] == "offline_to_online" and config["finetune"]["rule"]["warmup_steps"] == 100
+    summary = json.loads((run_dir / "finetune.json").read_text())
+    assert summary["switch_step"] == 200 and summary["score"] == "normalised" and "dip_percent" in summary
+    steps = sorted({int(r.split(",")[0]) for r in _rows(run_dir, "eval.csv")[1:]})
+    assert steps[0] <= 200 < steps[-1] == 600  # offline evaluations, then online ones on the same axis
+    report = (run_dir / "report.md").read_text()
+    assert "switch_curve.png" in report and (run_dir / "switch_curve.png").stat().st_size > 0
+    assert main(["eval", str(run_dir), "--episodes", "2"]) == 0
+
+    # Resume from the online phase's last checkpoint before the end: the same bytes as uninterrupted.
+    copy = runs / (run_dir.name + "-copy")
+    shutil.copytree(run_dir, copy)
+    last = (copy / "checkpoints" / "latest").read_text().strip()
+    shutil.rmtree(copy / "checkpoints" / last)
+    remaining = sorted(p.name for p in (copy / "checkpoints").iterdir() if p.name.startswith("step_"))
+    (copy / "checkpoints" / "latest").write_text(remaining[-1])
+    assert int(remaining[-1].split("_")[1]) > 200, remaining  # an online-phase checkpoint
+    assert main(["train", "--resume", str(copy), "--no-progress"]) == 0
+    assert _final_tree_bytes(copy) == _final_tree_bytes(run_dir)
+    assert _rows(copy, "eval.csv") == _rows(run_dir, "eval.csv")
+    assert _rows(copy, "metrics.csv") == _rows(run_dir, "metrics.csv")
+
+
+def test_finetune_continues_an_offline_run_with_its_history(dataset_dir, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["train", "iql", "--dataset", str(dataset_dir), "--steps", "200", "--eval-episodes", "2",
+                 "--no-progress", "--runs-dir", str(runs), *SMALL]) == 0
+    parent = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(["finetune", str(parent), "--online-steps", "300", "--eval-episodes", "2", "--no-progress",
+                 "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr()
+    child = Path(out.out.strip().splitlines()[-1])
+    assert child != parent and "switch:" in out.err
+    config = json.loads((child / "config.json").read_text())
+    assert config["loop"] == "finetune" and config["finetune"]["parent"] == str(parent)
+    assert config["finetune"]["rule"]["keep_offline_data"] is True  # IQL's own rule: plain fine-tuning
+    parent_evals = _rows(parent, "eval.csv")[1:]
+    assert _rows(child, "eval.csv")[1:len(parent_evals) + 1] == parent_evals
+    assert max(int(r.split(",")[0]) for r in _rows(child, "eval.csv")[1:]) == 200 + 300
