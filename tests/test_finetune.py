@@ -52,14 +52,16 @@ def test_switch_metrics_without_a_dip_or_without_recovery():
 
 def test_rules_own_wsrl_plain_and_overrides():
     iql, wsrl, cql = get_agent("iql"), get_agent("wsrl"), get_agent("cql")
-    assert finetune.resolve_rule(iql) == FinetuneRule()  # plain fine-tuning keeps the data
+    own_iql = finetune.resolve_rule(iql)  # plain fine-tuning: keep the data, no warm-up, UTD 1
+    assert (own_iql.keep_offline_data, own_iql.warmup_steps, own_iql.updates_per_step) == (True, 0, 1)
+    assert finetune.online_config(iql, iql.config(), own_iql).lr_schedule == "constant"  # cosine reached 0
     own = finetune.resolve_rule(wsrl)
     assert (own.keep_offline_data, own.warmup_steps, own.updates_per_step) == (False, 5000, 4)
     cfg = wsrl.config()
     assert finetune.online_config(wsrl, cfg, own).cql_alpha == 0.0 and cfg.cql_alpha == 5.0
     # the WSRL switch on IQL keeps IQL's own update; on CQL the penalty stays unless online_cql_alpha says so
     on_iql = finetune.resolve_rule(iql, "wsrl")
-    assert not on_iql.keep_offline_data and on_iql.online_config is None
+    assert not on_iql.keep_offline_data and on_iql.online_config is own_iql.online_config and "iql" in on_iql.source
     assert finetune.online_config(cql, cql.config(), finetune.resolve_rule(cql, "wsrl")).cql_alpha == 5.0
     plain = finetune.resolve_rule(wsrl, "plain", warmup_steps=7, updates_per_step=2)
     assert (plain.keep_offline_data, plain.warmup_steps, plain.updates_per_step) == (True, 7, 2)

@@ -20,6 +20,7 @@ locomotion setting), a factor computed by `init` from `dataset_stats` and held i
 Networks work in normalised action units [-1, 1].
 """
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,7 +32,7 @@ import optax
 from flax import struct
 from flax.core import FrozenDict
 
-from heron.agents.registry import AgentSpec, DatasetStats, register
+from heron.agents.registry import AgentSpec, DatasetStats, FinetuneRule, register
 from heron.core.actions import box_bounds, from_unit, to_unit
 from heron.core.distributions import gaussian_log_prob
 from heron.core.networks import (
@@ -167,8 +168,9 @@ def _normalized_obs(state: State, obs: jax.Array) -> jax.Array:
 
 
 def _optimizers(cfg: Config) -> tuple[optax.GradientTransformation, ...]:
+    # Both are schedules (same optimiser state), so a run can switch from cosine to constant online.
     actor_lr = (optax.cosine_decay_schedule(cfg.actor_lr, cfg.total_updates) if cfg.lr_schedule == "cosine"
-                else cfg.actor_lr)
+                else optax.constant_schedule(cfg.actor_lr))
     return optax.adam(actor_lr), optax.adam(cfg.critic_lr), optax.adam(cfg.value_lr)
 
 
@@ -337,6 +339,11 @@ def act(state: State, obs: jax.Array, key: jax.Array, deterministic=False) -> ja
     return from_unit(jnp.where(deterministic, mean, sample), state.action_low, state.action_high)
 
 
+def online_config(cfg: Config) -> Config:
+    """Online, the actor's step size is constant: the offline cosine schedule has reached 0 at the switch."""
+    return dataclasses.replace(cfg, lr_schedule="constant")
+
+
 register(AgentSpec(
     name="iql",
     config=Config,
@@ -346,4 +353,7 @@ register(AgentSpec(
     family="offline",
     action_kinds=frozenset({"continuous"}),
     summary="Implicit Q-Learning: expectile value, twin Q on V(s') targets, advantage-weighted policy (offline, continuous).",
+    finetune=FinetuneRule(online_config=online_config,
+                          source="plain fine-tuning (the IQL paper's online fine-tuning): the offline data stays in the buffer, "
+                                 "online transitions are appended, IQL's update continues (actor step size constant)"),
 ))

@@ -37,17 +37,8 @@ def _inside(child: Path, parent: Path) -> bool:
 
 
 def _cmd_inspect(args, extra) -> int:
-    from heron import _fs
-    from heron.data import load_dataset, resolve_dataset_path
-    from heron.data.diagnostics import (
-        card_json,
-        card_markdown,
-        card_text,
-        check_reference,
-        dataset_card,
-        find_suite_reference,
-        plot_card,
-    )
+    from heron.data import resolve_dataset_path
+    from heron.data.diagnostics import card_for, card_json, card_text, write_card
 
     if args.bins < 1:
         raise HeronError(f"--bins must be a positive integer, got {args.bins}")
@@ -58,37 +49,10 @@ def _cmd_inspect(args, extra) -> int:
             raise HeronError(f"--out {args.out} lies inside the dataset {path}; write the card somewhere else")
         if args.out.exists() and not args.out.is_dir():
             raise HeronError(f"--out {args.out} exists and is not a directory; give a directory for card.json/.md/.png")
-    ds = load_dataset(path)
-
-    reference, label, missing = None, None, None
-    if args.reference is not None:
-        ref_path = resolve_dataset_path(args.reference)
-        reference, label = load_dataset(ref_path), str(ref_path)
-    else:
-        ref_path, note = find_suite_reference(path)
-        if ref_path is None:
-            missing = note
-        else:
-            try:  # a broken or mismatched sibling should not hide the rest of the card
-                reference, label = load_dataset(ref_path), f"{ref_path} ({note})"
-                check_reference(ds, reference)
-            except HeronError as err:
-                reference, missing = None, f"the suite's reference {ref_path} is unusable: {err}"
-
-    card = dataset_card(ds, reference, bins=args.bins, reference_label=label, reference_missing=missing)
-    card["path"] = str(path)
+    ds, card, reference = card_for(path, args.reference, bins=args.bins)
     print(card_json(card) if args.json else card_text(card))
     if args.out is not None:
-        out = args.out
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            png = plot_card(ds, card, None, reference)
-            # figure first, the json last: a reader that sees card.json sees a complete card
-            _fs.atomic_write_bytes(out / "card.png", png)
-            _fs.atomic_write_bytes(out / "card.md", card_markdown(card, "card.png").encode())
-            _fs.atomic_write_bytes(out / "card.json", (card_json(card) + "\n").encode())
-        except OSError as err:
-            raise HeronError(f"cannot write the card to {out} ({err.strerror or err}); pick a writable --out directory") from None
+        write_card(ds, card, reference, args.out)
         if not args.json:
-            print(f"wrote {out / 'card.json'}, {out / 'card.md'}, {out / 'card.png'}")
+            print(f"wrote {args.out / 'card.json'}, {args.out / 'card.md'}, {args.out / 'card.png'}")
     return 0

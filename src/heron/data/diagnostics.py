@@ -633,6 +633,48 @@ def find_suite_reference(dataset_path: str | os.PathLike) -> tuple[Path | None, 
     return None, f"suite {suite} has no replay dataset for {name} (expected a sibling named <task>{REPLAY_SUFFIX}); pass --reference"
 
 
+def card_for(path: str | os.PathLike, reference: str | os.PathLike | None = None, *, bins: int = DEFAULT_BINS):
+    """(dataset, card, reference dataset or None) for the dataset at `path`; the SACo reference is
+    `reference`, else the suite's replay dataset when `path` lies in a suite (else the card says
+    why SACo is missing)."""
+    from heron.data.minari_io import load_dataset, resolve_dataset_path
+
+    path = resolve_dataset_path(path)
+    ds = load_dataset(path)
+    ref, label, missing = None, None, None
+    if reference is not None:
+        ref_path = resolve_dataset_path(reference)
+        ref, label = load_dataset(ref_path), str(ref_path)
+    else:
+        ref_path, note = find_suite_reference(path)
+        if ref_path is None:
+            missing = note
+        else:
+            try:  # a broken or mismatched sibling should not hide the rest of the card
+                ref, label = load_dataset(ref_path), f"{ref_path} ({note})"
+                check_reference(ds, ref)
+            except HeronError as err:
+                ref, missing = None, f"the suite's reference {ref_path} is unusable: {err}"
+    card = dataset_card(ds, ref, bins=bins, reference_label=label, reference_missing=missing)
+    card["path"] = str(path)
+    return ds, card, ref
+
+
+def write_card(ds: EpisodeDataset, card: dict, reference: EpisodeDataset | None, out: str | os.PathLike,
+               stem: str = "card") -> None:
+    """OUT/<stem>.png, <stem>.md and <stem>.json (the JSON last: a reader that sees it sees a complete card)."""
+    from heron import _fs
+
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _fs.atomic_write_bytes(out / f"{stem}.png", plot_card(ds, card, None, reference))
+        _fs.atomic_write_bytes(out / f"{stem}.md", card_markdown(card, f"{stem}.png").encode())
+        _fs.atomic_write_bytes(out / f"{stem}.json", (card_json(card) + "\n").encode())
+    except OSError as err:
+        raise HeronError(f"cannot write the card to {out} ({err.strerror or err}); pick a writable --out directory") from None
+
+
 def _manifest_entry(manifest, name: str) -> dict | None:
     """The manifest record of dataset `name` (a dict naming it by name/path/id), searched recursively."""
     stack = [manifest]

@@ -415,10 +415,25 @@ def write_finetune_report(run: Run) -> Path:
              "again, in % of it; steps to recover counts env steps after the switch (— : never within the budget).", "",
              f"Switch rule: {rule['source']}. Offline data kept: {rule['keep_offline_data']}; warm-up env steps: "
              f"{rule['warmup_steps']}; updates per env step: {rule['updates_per_step']}.", "", "---", ""]
+    lines += _card_section(run)
     report = run.path / "report.md"
     body = report.read_text() if report.exists() else ""
     _fs.atomic_write_bytes(report, ("\n".join(lines) + body).encode())
     return report
+
+
+def _card_section(run: Run) -> list[str]:
+    """The dataset's card (TQ, SACo, returns, coverage) beside the curve, when the data is still there."""
+    from heron.data.diagnostics import card_for, card_text, write_card
+
+    path = (run.config.get("dataset") or {}).get("path")
+    try:
+        ds, card, reference = card_for(path)
+        write_card(ds, card, reference, run.path, stem="dataset_card")
+    except (HeronError, TypeError) as err:
+        return [f"(No dataset card: {err})", "", "---", ""]
+    return ["## The dataset", "", "```", card_text(card), "```", "", "![dataset card](dataset_card.png)", "",
+            "---", ""]
 
 
 def evaluate_finetune_run(run: Run, spec: AgentSpec, agent_cfg, episodes: int, seed: int) -> np.ndarray:

@@ -58,7 +58,11 @@ def resolve_rule(spec: AgentSpec, method: str | None = None, *, keep_offline_dat
             from heron.agents.wsrl import FINETUNE
 
             # WSRL's switch; the online update stays the agent's own (its online_config, if any).
-            rule = dataclasses.replace(FINETUNE, online_config=spec.finetune.online_config)
+            rule = FINETUNE if spec.finetune.source == FINETUNE.source else dataclasses.replace(
+                FINETUNE, online_config=spec.finetune.online_config,
+                source=f"WSRL's switch (Zhou et al. 2025) applied to {spec.name}: drop the offline data, warm up with "
+                       f"rollouts of the pre-trained policy, then {spec.name}'s own update online at UTD 4 (WSRL's "
+                       "own online learner, SAC with a LayerNorm critic ensemble, is `heron train wsrl`)")
         elif method == "plain":
             rule = dataclasses.replace(FinetuneRule(), online_config=spec.finetune.online_config)
         elif method != "own":
