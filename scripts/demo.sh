@@ -23,7 +23,7 @@ iql_run=$(heron train iql --dataset demo/pendulum-medium --steps 20000 --no-prog
 
 # 4. Online: continue it in the env with WSRL's switch (no offline data kept, 1000 warm-up steps of
 #    the pre-trained policy, 4 updates per env step), then write the report.
-run_dir=$(heron finetune "$iql_run" --method wsrl --warmup-steps 1000 --online-steps 20000 \
+run_dir=$(heron finetune "$iql_run" --method wsrl --warmup-steps 1000 --online-steps 10000 \
   --eval-episodes 20 --no-progress | tail -n 1)
 heron runs show "$run_dir"
 echo "report: $run_dir/report.md"
