@@ -25,7 +25,7 @@ SPACES = {
 }
 
 # Applied to whichever of these fields an agent's config has; any *hidden tuple becomes (16,).
-TINY = dict(batch_size=8, buffer_size=64, learning_starts=0, num_envs=2, num_steps=8, num_minibatches=2,
+TINY = dict(batch_size=8, buffer_size=64, learning_starts=0, num_envs=2, num_steps=8, num_minibatches=2, utd_ratio=2,
             update_epochs=1)
 
 # Helper programs (init, act, the vmapped init+update) compile without LLVM optimisation, which

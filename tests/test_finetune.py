@@ -213,3 +213,50 @@ def test_finetune_continues_an_offline_run_with_its_history(dataset_dir, tmp_pat
     parent_evals = _rows(parent, "eval.csv")[1:]
     assert _rows(child, "eval.csv")[1:len(parent_evals) + 1] == parent_evals
     assert max(int(r.split(",")[0]) for r in _rows(child, "eval.csv")[1:]) == 200 + 300
+
+
+# --------------------------------------------------------------------------------- RLPD
+
+
+def test_symmetric_sampling_takes_half_of_each_batch_from_the_offline_rows():
+    import jax.numpy as jnp
+
+    from heron.data.replay import replay_add, replay_init, replay_sample_mixed
+    from heron.types import Transition
+
+    buffer = replay_init(100, (1,), jnp.float32, (1,), jnp.float32)
+    rows = lambda n, r: Transition(jnp.arange(n, dtype=jnp.float32)[:, None], jnp.zeros((n, 1)), jnp.full((n,), r),
+                                   jnp.zeros((n, 1)), jnp.zeros(n), jnp.zeros(n))
+    buffer = replay_add(replay_add(buffer, rows(60, 1.0)), rows(5, 2.0))  # 60 offline rows, then 5 online
+    batch = replay_sample_mixed(buffer, jax.random.PRNGKey(0), 64, offline_rows=60, offline_fraction=0.5)
+    reward = np.asarray(batch.reward)
+    assert (reward == 1.0).sum() == 32 and (reward == 2.0).sum() == 32  # never an empty row (reward 0)
+    assert (reward[:32] == 1.0).sum() not in (0, 32)  # shuffled: any slice mixes both
+
+
+def test_rlpd_update_makes_g_critic_steps_and_one_policy_step():
+    from heron.agents import rlpd
+
+    ds = random_dataset(num_episodes=2)
+    spec = get_agent("rlpd")
+    cfg = spec.config(actor_hidden=(16, 16), critic_hidden=(16, 16), batch_size=24, utd_ratio=3, num_critics=4)
+    assert spec.finetune.offline_fraction == 0.5 and spec.finetune.warmup_random
+    agent = spec.init(jax.random.PRNGKey(0), ds.observation_space, ds.action_space, cfg)
+    batch = jax.tree.map(lambda x: x[:24], ds.transitions())
+    new, metrics = spec.update(agent, batch, jax.random.PRNGKey(1), cfg)
+    assert int(new.step) == 1 and int(new.critic_opt_state[0].count) == 3 and int(new.actor_opt_state[0].count) == 1
+    # the backup: min over the M drawn target critics, minus the entropy term; the actor uses the ensemble mean
+    y = rlpd.redq_target(jnp_arr([1.0]), jnp_arr([0.0]), jnp_arr([[3.0], [5.0]]), jnp_arr([0.5]), 0.2, 0.9, True)
+    assert float(y[0]) == pytest.approx(1.0 + 0.9 * (3.0 - 0.2 * 0.5))
+    loss = rlpd.ensemble_actor_loss(jnp_arr([0.5]), jnp_arr([[3.0], [5.0]]), 0.2)
+    assert float(loss) == pytest.approx(0.2 * 0.5 - 4.0)
+    with pytest.raises(HeronError, match="critic_subsample"):
+        spec.config(num_critics=2, critic_subsample=3)
+    with pytest.raises(HeronError, match="multiple of utd_ratio"):
+        spec.config(batch_size=10, utd_ratio=3)
+
+
+def jnp_arr(x):
+    import jax.numpy as jnp
+
+    return jnp.asarray(x, jnp.float32)

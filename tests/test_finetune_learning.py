@@ -36,3 +36,16 @@ def test_iql_then_wsrl_switch_improves_online(dataset_dir, tmp_path, capsys):
     assert final >= 80.0, (final, s)
     # the dip at the switch stays under half the pre-switch score
     assert s["dip_percent"] < 50.0, s
+
+
+def test_rlpd_learns_online_from_symmetric_batches(dataset_dir, tmp_path, capsys):
+    """RLPD with no pre-training (--steps 0), a reduced ensemble and UTD for CPU (E = 4, G = 4, 64x64)."""
+    argv = ["train", "rlpd", "--dataset", str(dataset_dir), "--steps", "0", "--online-steps", "3000",
+            "--warmup-steps", "500", "--eval-episodes", "10", "--no-progress", "--runs-dir", str(tmp_path),
+            "actor_hidden=64,64", "critic_hidden=64,64", "num_critics=4", "utd_ratio=4", "batch_size=512"]
+    assert main(argv) == 0
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    scores = [float(line.split(",")[2]) for line in (run_dir / "metrics.csv").read_text().splitlines()
+              if ",eval/normalized_score," in line]
+    print(scores)
+    assert len(scores) == 10 and sum(scores[-2:]) / 2 >= 80.0, scores

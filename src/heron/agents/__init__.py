@@ -8,3 +8,5 @@ from heron.agents import rcsl, riql  # noqa: F401,E402
 from heron.agents import awac, cql  # noqa: F401,E402
 from heron.agents import fdvl, xql  # noqa: F401,E402
 from heron.agents import wsrl  # noqa: F401,E402
+from heron.agents import recoil  # noqa: F401,E402
+from heron.agents import rlpd  # noqa: F401,E402

@@ -120,8 +120,8 @@ def average_reward_to_go(rewards: np.ndarray, episode_starts: np.ndarray) -> np.
     return return_to_go(rewards, starts) / remaining
 
 
-def relabel(ds: EpisodeDataset) -> EpisodeDataset:
-    """The dataset with each transition's reward replaced by its ω_t (what `update` regresses on)."""
+def relabel(ds: EpisodeDataset, cfg: Config | None = None) -> EpisodeDataset:
+    """The dataset with each transition's reward replaced by its ω_t (what `update` regresses on; `cfg` unused)."""
     omega = average_reward_to_go(ds.rewards, ds.episode_starts).astype(np.float32)
     return dataclasses.replace(ds, rewards=omega)
 

@@ -35,8 +35,9 @@ benchmarks touch nothing else.
   it (`dataset_stats=None` gives identity normalisation: the same tree, e.g. a template to
   restore a checkpoint into). The loop computes it once with `heron.loops.offline.dataset_stats`.
 * An offline agent whose `update` needs a per-transition quantity derived from whole episodes
-  (return-to-go) sets `AgentSpec.relabel`; the offline loop applies it to the dataset once,
-  before moving it to the device, so the batch carries the quantity (e.g. in `reward`).
+  (return-to-go, an expert flag) sets `AgentSpec.relabel(ds, cfg)`; the offline loop applies it
+  to the dataset once, before moving it to the device, so the batch carries the quantity (e.g.
+  in `reward`); it may also set the episode weights the loop samples by.
 * Offline agents continue online (`heron train ALGO --dataset D --online-steps M`, `heron
   finetune RUN_DIR`) through the same `update`, under a `FinetuneRule`: what happens at the
   switch (keep or drop the offline data, warm-up rollouts of the pre-trained policy, updates
@@ -80,7 +81,14 @@ class FinetuneRule:
     warmup_steps: int = 0
     """Env steps collected with the pre-trained policy (no updates) before online updates start."""
     updates_per_step: int = 1
-    """Gradient updates per env step in the online phase (the update-to-data ratio, UTD)."""
+    """`update` calls per env step in the online phase (the update-to-data ratio, UTD, for agents whose
+    update is one gradient step; RLPD takes its UTD inside one update)."""
+    offline_fraction: float = 0.0
+    """With keep_offline_data: share of each batch drawn from the offline data (RLPD's symmetric
+    sampling: 0.5); 0: batches sample offline and online transitions uniformly together."""
+    warmup_random: bool = False
+    """Take the warm-up steps with uniform-random actions (RLPD's start_training) instead of the
+    pre-trained policy (WSRL)."""
     online_config: Callable | None = None
     """`online_config(cfg) -> cfg`: the config the agent's `update` uses online (e.g. WSRL turns
     CQL's penalty off); None: the offline config unchanged."""
@@ -91,6 +99,9 @@ class FinetuneRule:
         if self.warmup_steps < 0 or self.updates_per_step < 1:
             raise HeronError(f"finetune rule: warmup_steps must be >= 0 and updates_per_step >= 1, got "
                              f"{self.warmup_steps}, {self.updates_per_step}")
+        if not 0.0 <= self.offline_fraction < 1.0 or (self.offline_fraction and not self.keep_offline_data):
+            raise HeronError(f"finetune rule: offline_fraction must be in [0, 1) and needs keep_offline_data, got "
+                             f"{self.offline_fraction} with keep_offline_data={self.keep_offline_data}")
 
 
 @dataclass(frozen=True)
@@ -104,9 +115,10 @@ class AgentSpec:
     action_kinds: frozenset[str]  # subset of {"discrete", "continuous"}
     summary: str
     relabel: Callable | None = None
-    """Offline agents only, optional: `relabel(ds) -> ds`, a per-transition relabelling of the
+    """Offline agents only, optional: `relabel(ds, cfg) -> ds`, a per-transition relabelling of the
     dataset the offline loop trains on (after `DatasetStats` are taken from the unrelabelled data),
-    e.g. RCSL writes each transition's conditioning return into the reward. None: the data as is."""
+    e.g. RCSL writes each transition's conditioning return into the reward, ReCOIL an expert flag
+    (and episode weights). None: the data as is."""
     finetune: FinetuneRule = FinetuneRule()
     """Offline agents only: how the agent continues online (see FinetuneRule)."""
 

@@ -58,3 +58,16 @@ def replay_sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Tran
     """Uniform sample with replacement among the valid rows."""
     idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
     return jax.tree.map(lambda store: store[idx], buffer.data)
+
+
+def replay_sample_mixed(buffer: ReplayBuffer, key: jax.Array, batch_size: int, offline_rows: int,
+                        offline_fraction: float) -> Transition:
+    """Symmetric sampling (RLPD): rows [0, offline_rows) hold fixed offline data and online data
+    follows them; round(batch_size * offline_fraction) rows come from the offline part, the rest
+    from the online part, shuffled together so any slice of the batch mixes both."""
+    k_off, k_on, k_perm = jax.random.split(key, 3)
+    n_off = int(round(batch_size * offline_fraction))
+    off = jax.random.randint(k_off, (n_off,), 0, max(offline_rows, 1))
+    on = jax.random.randint(k_on, (batch_size - n_off,), offline_rows, jnp.maximum(buffer.size, offline_rows + 1))
+    idx = jax.random.permutation(k_perm, jnp.concatenate([off, on]))
+    return jax.tree.map(lambda store: store[idx], buffer.data)

@@ -37,13 +37,6 @@ SUMMARY_FILE = "finetune.json"
 # ---------------------------------------------------------------------------------------------
 
 
-def _rule_from_config(spec: AgentSpec, ft: dict):
-    from heron.loops.finetune import resolve_rule
-
-    return resolve_rule(spec, ft.get("method"), keep_offline_data=ft["rule"]["keep_offline_data"],
-                        warmup_steps=ft["rule"]["warmup_steps"], updates_per_step=ft["rule"]["updates_per_step"])
-
-
 def _normaliser(info: dict):
     lo, hi = info.get("ref_min_score"), info.get("ref_max_score")
     if lo is None or hi is None or hi == lo:
@@ -213,9 +206,13 @@ def train_offline_to_online(req, spec: AgentSpec, *, runs_root: Path | None = No
             checkpoint = load_checkpoint(path, template) if path is not None else None
             if resume is not None:
                 run.rewind_logs(checkpoint)
-            _offline_phase(run, spec, agent_cfg, used, req, env_id, checkpoint.tree if checkpoint else None, callbacks)
-            final = run.load_latest_checkpoint(template)
-            _run_online(run, spec, agent_cfg, rule, phase, used, offline.seed_slice(final.tree, 0), offset, normalise,
+            if req.steps:
+                _offline_phase(run, spec, agent_cfg, used, req, env_id, checkpoint.tree if checkpoint else None,
+                               callbacks)
+                pretrained = run.load_latest_checkpoint(template).tree
+            else:  # no offline phase: the online phase starts from the initialised agent
+                pretrained = template
+            _run_online(run, spec, agent_cfg, rule, phase, used, offline.seed_slice(pretrained, 0), offset, normalise,
                         callbacks)
     except KeyboardInterrupt:
         callbacks.close()

@@ -100,7 +100,11 @@ def _action_space(env_id: str, loop_kind: str):
 
 
 def _validate(req: TrainRequest):
-    for name in ("steps", "seeds", "eval_episodes"):
+    if req.online_steps and req.steps == 0:
+        pass  # offline→online with no offline phase (RLPD's setting)
+    elif req.steps <= 0:
+        raise HeronError(f"--steps must be positive, got {req.steps}")
+    for name in ("seeds", "eval_episodes"):
         if getattr(req, name) <= 0:
             raise HeronError(f"--{name.replace('_', '-')} must be positive, got {getattr(req, name)}")
     for name in ("eval_every", "checkpoint_every", "log_every"):

@@ -10,7 +10,9 @@ What the rule decides at the switch:
   online data uniformly together; otherwise it starts empty.
 * warmup_steps: the first env steps are taken by the pre-trained policy (sampled, not the mean)
   and only stored; updates start after them (WSRL's warm-up).
-* updates_per_step: gradient updates per env step (UTD).
+* updates_per_step: `update` calls per env step (UTD).
+* offline_fraction: the share of each batch drawn from the offline rows (RLPD's symmetric sampling).
+* warmup_random: warm up with uniform-random actions instead of the pre-trained policy.
 
 The switch metrics are computed from the evaluations: the pre-switch score is the last offline
 evaluation; the dip is how far the worst online evaluation before recovery falls below it (% of
@@ -65,6 +67,8 @@ def resolve_rule(spec: AgentSpec, method: str | None = None, *, keep_offline_dat
                        "own online learner, SAC with a LayerNorm critic ensemble, is `heron train wsrl`)")
         elif method == "plain":
             rule = dataclasses.replace(FinetuneRule(), online_config=spec.finetune.online_config)
+            if spec.finetune.offline_fraction:
+                rule = dataclasses.replace(rule, offline_fraction=spec.finetune.offline_fraction)
         elif method != "own":
             raise HeronError(f"unknown fine-tuning method {method!r}: choose own (the algorithm's rule), wsrl or plain")
     changes = {k: v for k, v in dict(keep_offline_data=keep_offline_data, warmup_steps=warmup_steps,
@@ -78,7 +82,8 @@ def online_config(spec: AgentSpec, cfg, rule: FinetuneRule):
 
 def rule_summary(rule: FinetuneRule) -> dict:
     return {"keep_offline_data": rule.keep_offline_data, "warmup_steps": rule.warmup_steps,
-            "updates_per_step": rule.updates_per_step, "source": rule.source}
+            "updates_per_step": rule.updates_per_step, "offline_fraction": rule.offline_fraction,
+            "warmup_random": rule.warmup_random, "source": rule.source}
 
 
 @dataclass(frozen=True)
@@ -97,9 +102,11 @@ class OnlinePhase:
 def make_loop(spec: AgentSpec, cfg, rule: FinetuneRule, phase: OnlinePhase, offline_transitions: int) -> HostLoop:
     """A host loop running `spec.update` with the rule's online config and replay settings."""
     capacity = phase.online_steps + (offline_transitions if rule.keep_offline_data else 0)
+    offline_rows = offline_transitions if rule.keep_offline_data else 0
     replay = ReplaySettings(num_envs=1, buffer_size=capacity, batch_size=int(cfg.batch_size),
                             learning_starts=rule.warmup_steps, train_frequency=1,
-                            gradient_steps=rule.updates_per_step, warmup_with_policy=True)
+                            gradient_steps=rule.updates_per_step, warmup_with_policy=not rule.warmup_random,
+                            offline_rows=offline_rows, offline_fraction=rule.offline_fraction if offline_rows else 0.0)
     loop_cfg = HostLoopConfig(env_id=phase.env_id, total_steps=phase.online_steps, seed=phase.seed,
                               eval_every=phase.eval_every, eval_episodes=phase.eval_episodes,
                               log_every=phase.log_every, checkpoint_every=phase.checkpoint_every)

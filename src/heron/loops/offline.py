@@ -293,9 +293,10 @@ def train(spec: AgentSpec, cfg, dataset: EpisodeDataset, total_updates: int, *, 
         elif (state.spec.name, state.cfg) != (spec.name, cfg):
             raise HeronError(f"the state to continue was made for {state.spec.name} with another config; continue it "
                              "with the algorithm and config it was started with")
-        # Agents that learn from per-transition episode quantities (RCSL's return-to-go) relabel
-        # the data once here; statistics above and the evaluation references use the raw data.
-        data = (spec.relabel(ds) if spec.relabel is not None else ds).to_device()
+        # Agents that learn from per-transition episode quantities (RCSL's return-to-go, ReCOIL's
+        # expert flag) relabel the data once here; statistics above and the evaluation references
+        # use the raw data.
+        data = (spec.relabel(ds, cfg) if spec.relabel is not None else ds).to_device()
         log_every = log_every or max(total_updates // 100, 1)
         eval_every = eval_every or max(total_updates // 10, 1)
         eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 0xE7A1)

@@ -29,7 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from heron.agents.registry import AgentSpec
-from heron.data.replay import ReplayBuffer, replay_add, replay_init, replay_sample
+from heron.data.replay import (
+    ReplayBuffer,
+    replay_add,
+    replay_init,
+    replay_sample,
+    replay_sample_mixed,
+)
 from heron.envs.gym_envs import make_vector_env
 from heron.envs.spaces import check_action_space, random_actions
 from heron.types import Transition
@@ -69,6 +75,10 @@ class ReplaySettings(NamedTuple):
     """`update` calls per round of updates (per train_frequency vector steps)."""
     warmup_with_policy: bool = False
     """Act with the agent before learning_starts (WSRL's warm-up) instead of uniformly at random."""
+    offline_rows: int = 0
+    """Rows at the start of the buffer holding offline data (never overwritten: capacity covers both)."""
+    offline_fraction: float = 0.0
+    """Share of each batch drawn from those rows (RLPD's symmetric sampling: 0.5); 0: uniform over all rows."""
 
     @classmethod
     def from_config(cls, cfg) -> "ReplaySettings":
@@ -150,6 +160,11 @@ class HostLoop:
         self._act = jax.jit(act_step)
         self._random = jax.jit(random_step)
         if self.off_policy:
+            def sample(buffer, key):
+                if rs.offline_fraction > 0:
+                    return replay_sample_mixed(buffer, key, rs.batch_size, rs.offline_rows, rs.offline_fraction)
+                return replay_sample(buffer, key, rs.batch_size)
+
             def add_and_train(agent_state, buffer: ReplayBuffer, batch: Transition, key, train: bool):
                 buffer = replay_add(buffer, batch)
                 if not train:
@@ -158,7 +173,7 @@ class HostLoop:
                 def one_update(carry, _):
                     agent_state, key = carry
                     key, k_sample, k_update = jax.random.split(key, 3)
-                    agent_state, metrics = spec.update(agent_state, replay_sample(buffer, k_sample, rs.batch_size), k_update, cfg)
+                    agent_state, metrics = spec.update(agent_state, sample(buffer, k_sample), k_update, cfg)
                     return (agent_state, key), metrics
 
                 (agent_state, key), metrics = jax.lax.scan(one_update, (agent_state, key), None, length=rs.gradient_steps)
