@@ -213,6 +213,8 @@ def test_finetune_continues_an_offline_run_with_its_history(dataset_dir, tmp_pat
     parent_evals = _rows(parent, "eval.csv")[1:]
     assert _rows(child, "eval.csv")[1:len(parent_evals) + 1] == parent_evals
     assert max(int(r.split(",")[0]) for r in _rows(child, "eval.csv")[1:]) == 200 + 300
+    assert main(["train", "--resume", str(child)]) == 2
+    assert "does not resume yet" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------- RLPD

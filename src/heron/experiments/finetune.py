@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +147,12 @@ def _phase(req, env_id: str, online_steps: int):
 def train_offline_to_online(req, spec: AgentSpec, *, runs_root: Path | None = None, progress: bool = True,
                             argv: list[str] | None = None, resume: Path | None = None) -> Path:
     """Offline phase of req.steps updates, then req.online_steps env steps under the algorithm's rule."""
-    from heron.experiments.train import RunCallbacks, resolve_agent_config, write_report
+    from heron.experiments.train import (
+        RunCallbacks,
+        resolve_agent_config,
+        tracked,
+        write_report,
+    )
     from heron.experiments.train_offline import (
         _check_request,
         _load_dataset,
@@ -193,7 +197,7 @@ def train_offline_to_online(req, spec: AgentSpec, *, runs_root: Path | None = No
     phase = _phase({"seed": req.seed, "eval_episodes": req.eval_episodes,
                     "online_checkpoint_every": req.checkpoint_every}, env_id, req.online_steps)
     callbacks = RunCallbacks(run, req.steps + req.online_steps, progress)
-    try:
+    with tracked(run, callbacks):
         template = offline.init_offline(req.seed, 1, spec, agent_cfg, used.observation_space, used.action_space,
                                         offline.dataset_stats(used))
         kind, path = _latest_phase(run, offset) if resume is not None else (None, None)
@@ -214,15 +218,6 @@ def train_offline_to_online(req, spec: AgentSpec, *, runs_root: Path | None = No
                 pretrained = template
             _run_online(run, spec, agent_cfg, rule, phase, used, offline.seed_slice(pretrained, 0), offset, normalise,
                         callbacks)
-    except KeyboardInterrupt:
-        callbacks.close()
-        run.finish("failed", "interrupted by the user (Ctrl-C); continue with `heron train --resume RUN_DIR`")
-        raise
-    except BaseException as err:
-        callbacks.close()
-        run.finish("failed", f"{type(err).__name__}: {err}")
-        raise
-    callbacks.close()
     write_report(run)
     write_finetune_report(run)
     run.finish("finished")
@@ -230,26 +225,11 @@ def train_offline_to_online(req, spec: AgentSpec, *, runs_root: Path | None = No
 
 
 def _offline_phase(run: Run, spec, agent_cfg, used, req, env_id, state, callbacks) -> None:
+    from heron.experiments.train_offline import offline_run_callbacks
     from heron.loops import offline
 
-    start, wall = (int(state.step) if state is not None else 0), time.perf_counter()
-
-    def on_log(step, metrics):
-        row = {f"train/{k}": v for k, v in metrics.items() if k != "behaviour_mse"}
-        row["offline/behaviour_mse"] = metrics["behaviour_mse"]
-        row["time/updates_per_second"] = (step - start) / max(time.perf_counter() - wall, 1e-9)
-        callbacks.on_log(step, row)
-
-    def on_eval(step, returns, score):
-        callbacks.on_eval(step, returns)
-        extra = {"eval/return": returns.mean(axis=-1)}
-        if score is not None:
-            extra["eval/normalized_score"] = score
-        run.log(step, extra)
-
-    def on_checkpoint(step, st):
-        run.save_checkpoint(step, st, meta={"updates": step, "seeds": 1, "phase": "offline"})
-
+    on_log, on_eval, on_checkpoint = offline_run_callbacks(run, callbacks, int(state.step) if state is not None else 0,
+                                                           1, phase="offline")
     offline.train(spec, agent_cfg, used, req.steps, seeds=1, seed=req.seed, env_id=env_id,
                   eval_every=req.eval_every or max(req.steps // 10, 1), eval_episodes=req.eval_episodes,
                   log_every=req.log_every or max(req.steps // 100, 1), checkpoint_every=req.checkpoint_every,
@@ -267,7 +247,12 @@ def finetune_run(parent_dir: Path, *, env_id: str | None, online_steps: int, met
                  eval_episodes: int = 10, checkpoint_every: int = 0, runs_root: Path | None = None,
                  progress: bool = True, argv: list[str] | None = None) -> Path:
     """A new run continuing `parent_dir`'s offline agent online."""
-    from heron.experiments.train import RunCallbacks, load_request, write_report
+    from heron.experiments.train import (
+        RunCallbacks,
+        load_request,
+        tracked,
+        write_report,
+    )
     from heron.experiments.train_offline import _load_dataset
     from heron.loops import finetune, offline
 
@@ -332,17 +317,8 @@ def finetune_run(parent_dir: Path, *, env_id: str | None, online_steps: int, met
     callbacks = RunCallbacks(run, offset + online_steps, progress)
     if callbacks.bar is not None:
         callbacks.bar.update(offset)
-    try:
+    with tracked(run, callbacks, "interrupted by the user (Ctrl-C); start a new `heron finetune PARENT`"):
         _run_online(run, spec, agent_cfg, rule, phase, dataset, agent, offset, normalise, callbacks)
-    except KeyboardInterrupt:
-        callbacks.close()
-        run.finish("failed", "interrupted by the user (Ctrl-C)")
-        raise
-    except BaseException as err:
-        callbacks.close()
-        run.finish("failed", f"{type(err).__name__}: {err}")
-        raise
-    callbacks.close()
     write_report(run)
     write_finetune_report(run)
     run.finish("finished")

@@ -5,6 +5,7 @@ callbacks, and the callbacks here write metrics, evaluations and checkpoints int
 run directory and drive the progress bar.
 """
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -217,23 +218,32 @@ def train(req: TrainRequest, *, runs_root: Path | None = None, progress: bool = 
     else:
         run = Run.open(resume)
     callbacks = RunCallbacks(run, req.steps, progress)
-    try:
+    with tracked(run, callbacks):
         if loop_kind == "host":
             _train_host(run, spec, agent_cfg, req, eval_every, callbacks, resuming=resume is not None)
         else:
             _train_compiled(run, spec, agent_cfg, req, eval_every, callbacks, resuming=resume is not None)
+    write_report(run)
+    run.finish("finished")
+    return run.path
+
+
+@contextlib.contextmanager
+def tracked(run: Run, callbacks, interrupted: str = "interrupted by the user (Ctrl-C); continue with "
+                                                    "`heron train --resume RUN_DIR`"):
+    """The body of a tracked run: on any exception the progress bar closes and the run is marked
+    failed (saying why; `interrupted` on Ctrl-C), then the exception goes on."""
+    try:
+        yield
     except KeyboardInterrupt:
         callbacks.close()
-        run.finish("failed", "interrupted by the user (Ctrl-C); continue with `heron train --resume RUN_DIR`")
+        run.finish("failed", interrupted)
         raise
     except BaseException as err:
         callbacks.close()
         run.finish("failed", f"{type(err).__name__}: {err}")
         raise
     callbacks.close()
-    write_report(run)
-    run.finish("finished")
-    return run.path
 
 
 def _train_host(run, spec, agent_cfg, req, eval_every, callbacks, resuming: bool):
@@ -335,6 +345,10 @@ def load_request(run: Run) -> tuple[TrainRequest, AgentSpec, object]:
 
 def resume_run(run_dir: Path, *, progress: bool = True) -> Path:
     run = Run.open(run_dir)
+    if run.config.get("loop") == "finetune":
+        parent = (run.config.get("finetune") or {}).get("parent")
+        raise HeronError(f"{run.path.name} was started by `heron finetune`, which does not resume yet: start it again "
+                         f"with `heron finetune {parent}` (offline→online runs of `heron train --online-steps` resume)")
     req, _, _ = load_request(run)
     return train(req, progress=progress, resume=run.path)
 

@@ -82,7 +82,12 @@ def _resolve_env(req, ds) -> str | None:
 def train_offline(req, spec: AgentSpec, *, runs_root: Path | None = None, progress: bool = True,
                   argv: list[str] | None = None, resume: Path | None = None) -> Path:
     """Train (or resume) one offline run; every check happens before a run directory exists."""
-    from heron.experiments.train import RunCallbacks, resolve_agent_config, write_report
+    from heron.experiments.train import (
+        RunCallbacks,
+        resolve_agent_config,
+        tracked,
+        write_report,
+    )
     from heron.loops import offline
 
     _check_request(req, spec)
@@ -116,7 +121,7 @@ def train_offline(req, spec: AgentSpec, *, runs_root: Path | None = None, progre
                              "fingerprint differs from config.json's); resume with the original data, or start a new run")
 
     callbacks = RunCallbacks(run, req.steps, progress)
-    try:
+    with tracked(run, callbacks):
         state = None
         if resume is not None:
             template = offline.init_offline(req.seed, req.seeds, spec, agent_cfg, used.observation_space,
@@ -126,40 +131,40 @@ def train_offline(req, spec: AgentSpec, *, runs_root: Path | None = None, progre
             run.rewind_logs(checkpoint)
             if callbacks.bar is not None and state is not None:
                 callbacks.bar.update(int(state.step))
-        start, wall = (int(state.step) if state is not None else 0), time.perf_counter()
-
-        def on_log(step, metrics):
-            row = {f"train/{k}": v for k, v in metrics.items() if k != "behaviour_mse"}
-            row["offline/behaviour_mse"] = metrics["behaviour_mse"]
-            row["time/updates_per_second"] = (step - start) * req.seeds / max(time.perf_counter() - wall, 1e-9)
-            callbacks.on_log(step, row)
-
-        def on_eval(step, returns, score):
-            callbacks.on_eval(step, returns)
-            extra = {"eval/return": returns.mean(axis=-1)}
-            if score is not None:
-                extra["eval/normalized_score"] = score
-            run.log(step, extra)
-
-        def on_checkpoint(step, st):
-            run.save_checkpoint(step, st, meta={"updates": step, "seeds": req.seeds})
-
+        start = int(state.step) if state is not None else 0
+        on_log, on_eval, on_checkpoint = offline_run_callbacks(run, callbacks, start, req.seeds)
         offline.train(spec, agent_cfg, used, req.steps, seeds=req.seeds, seed=req.seed, env_id=env_id,
                       eval_every=eval_every, eval_episodes=req.eval_episodes, log_every=log_every,
                       checkpoint_every=req.checkpoint_every, state=state, on_log=on_log, on_eval=on_eval,
                       on_checkpoint=on_checkpoint)
-    except KeyboardInterrupt:
-        callbacks.close()
-        run.finish("failed", "interrupted by the user (Ctrl-C); continue with `heron train --resume RUN_DIR`")
-        raise
-    except BaseException as err:
-        callbacks.close()
-        run.finish("failed", f"{type(err).__name__}: {err}")
-        raise
-    callbacks.close()
     write_report(run)
     run.finish("finished")
     return run.path
+
+
+def offline_run_callbacks(run: Run, callbacks, start: int, seeds: int, phase: str | None = None):
+    """(on_log, on_eval, on_checkpoint) writing an offline loop's reports into `run` (`callbacks`
+    is the run's RunCallbacks: progress bar and eval/metrics rows)."""
+    wall = time.perf_counter()
+    extra_meta = {"phase": phase} if phase else {}
+
+    def on_log(step, metrics):
+        row = {f"train/{k}": v for k, v in metrics.items() if k != "behaviour_mse"}
+        row["offline/behaviour_mse"] = metrics["behaviour_mse"]
+        row["time/updates_per_second"] = (step - start) * seeds / max(time.perf_counter() - wall, 1e-9)
+        callbacks.on_log(step, row)
+
+    def on_eval(step, returns, score):
+        callbacks.on_eval(step, returns)
+        extra = {"eval/return": returns.mean(axis=-1)}
+        if score is not None:
+            extra["eval/normalized_score"] = score
+        run.log(step, extra)
+
+    def on_checkpoint(step, st):
+        run.save_checkpoint(step, st, meta={"updates": step, "seeds": seeds, **extra_meta})
+
+    return on_log, on_eval, on_checkpoint
 
 
 def evaluate_offline_run(run: Run, req, spec: AgentSpec, agent_cfg, episodes: int, seed: int) -> np.ndarray:
