@@ -31,7 +31,7 @@ from heron.agents.registry import AgentSpec, DatasetStats, register
 from heron.core.actions import box_bounds, from_unit, to_unit
 from heron.core.distributions import gaussian_log_prob
 from heron.core.networks import Ensemble, QNetwork, StateIndependentGaussian
-from heron.core.normalization import dataset_obs_normalizer, ema_update
+from heron.core.normalization import dataset_obs_normalizer, ema_update, normalized_obs
 from heron.errors import HeronError
 from heron.types import Transition
 
@@ -114,11 +114,6 @@ class State:
     action_high: tuple[float, ...] = struct.field(pytree_node=False)
 
 
-def _normalized_obs(state: State, obs: jax.Array) -> jax.Array:
-    flat = jnp.asarray(obs, jnp.float32).reshape(obs.shape[0], -1)
-    return (flat - state.obs_mean) / state.obs_std
-
-
 def _optimizers(cfg: Config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
     return optax.adam(cfg.actor_lr), optax.adam(cfg.critic_lr)
 
@@ -187,7 +182,7 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
     """Critic step, actor step against the updated critics, Polyak target update (CORL's order)."""
     actor_tx, critic_tx = _optimizers(cfg)
     k_next, k_pi = jax.random.split(key)
-    obs, next_obs = _normalized_obs(state, batch.obs), _normalized_obs(state, batch.next_obs)
+    obs, next_obs = normalized_obs(state, batch.obs), normalized_obs(state, batch.next_obs)
     batch_size = obs.shape[0]
     action = to_unit(batch.action.reshape(batch_size, -1), state.action_low, state.action_high)
     reward = batch.reward.astype(jnp.float32).reshape(-1)
@@ -240,7 +235,7 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
 def act(state: State, obs: jax.Array, key: jax.Array, deterministic=False) -> jax.Array:
     """[B, obs_dim] raw observations -> [B, act_dim] in env units: the mean μ(s) if deterministic,
     else a sample of N(μ, σ²); both clipped to the bounds (the env clips in CORL)."""
-    mean, log_std = state.actor.apply(state.actor_params, _normalized_obs(state, obs))
+    mean, log_std = state.actor.apply(state.actor_params, normalized_obs(state, obs))
     action = jnp.where(deterministic, jnp.clip(mean, -1.0, 1.0), _policy_sample(key, mean, log_std))
     return from_unit(action, state.action_low, state.action_high)
 

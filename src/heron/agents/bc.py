@@ -30,7 +30,7 @@ from heron.agents.registry import AgentSpec, DatasetStats, register
 from heron.core.actions import box_bounds, from_unit, to_unit
 from heron.core.distributions import gaussian_log_prob
 from heron.core.networks import DeterministicActor, GaussianHead
-from heron.core.normalization import dataset_obs_normalizer
+from heron.core.normalization import dataset_obs_normalizer, normalized_obs
 from heron.errors import HeronError
 from heron.types import Transition
 
@@ -95,11 +95,6 @@ class State:
     exploration_noise: float = struct.field(pytree_node=False)
 
 
-def _normalized_obs(state, obs: jax.Array) -> jax.Array:
-    flat = jnp.asarray(obs, jnp.float32).reshape(obs.shape[0], -1)
-    return (flat - state.obs_mean) / state.obs_std
-
-
 def init(key: jax.Array, obs_space: gym.Space, act_space: gym.Space, cfg: Config,
          dataset_stats: DatasetStats | None = None) -> State:
     low, high = box_bounds(act_space, "bc")
@@ -145,7 +140,7 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
     """One gradient step on the cloning loss (`key` is unused: the loss is deterministic)."""
     del key
     tx = optax.adam(cfg.learning_rate)
-    obs = _normalized_obs(state, batch.obs)
+    obs = normalized_obs(state, batch.obs)
     action = to_unit(batch.action.reshape(obs.shape[0], -1), state.action_low, state.action_high)
 
     def objective(params):
@@ -166,7 +161,7 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
 def act(state: State, obs: jax.Array, key: jax.Array, deterministic=False) -> jax.Array:
     """[B, obs_dim] -> [B, act_dim] in env units: the mean action if deterministic, else a sample
     of the Gaussian policy (or the deterministic policy plus N(0, σ²) noise), clipped to the bounds."""
-    mean, log_std = _policy(state, state.actor_params, _normalized_obs(state, obs))
+    mean, log_std = _policy(state, state.actor_params, normalized_obs(state, obs))
     std = jnp.exp(log_std) if state.gaussian else state.exploration_noise
     sample = jnp.clip(mean + std * jax.random.normal(key, mean.shape, jnp.float32), -1.0, 1.0)
     return from_unit(jnp.where(deterministic, mean, sample), state.action_low, state.action_high)

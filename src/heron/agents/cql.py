@@ -38,7 +38,7 @@ from heron.agents.registry import AgentSpec, DatasetStats, FinetuneRule, registe
 from heron.core.actions import box_bounds, from_unit, to_unit
 from heron.core.distributions import tanh_gaussian_sample
 from heron.core.networks import Ensemble, GaussianHead, QNetwork
-from heron.core.normalization import dataset_obs_normalizer, ema_update
+from heron.core.normalization import dataset_obs_normalizer, ema_update, normalized_obs
 from heron.errors import HeronError
 from heron.types import Transition
 
@@ -176,11 +176,6 @@ class State:
     action_high: tuple[float, ...] = struct.field(pytree_node=False)
 
 
-def _normalized_obs(state: State, obs: jax.Array) -> jax.Array:
-    flat = jnp.asarray(obs, jnp.float32).reshape(obs.shape[0], -1)
-    return (flat - state.obs_mean) / state.obs_std
-
-
 def _optimizers(cfg: Config) -> tuple[optax.GradientTransformation, ...]:
     return optax.adam(cfg.actor_lr), optax.adam(cfg.critic_lr), optax.adam(cfg.alpha_lr), optax.adam(cfg.critic_lr)
 
@@ -310,7 +305,7 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
     actor_tx, critic_tx, alpha_tx, alpha_prime_tx = _optimizers(cfg)
     k_pi, k_next, k_rand, k_cur_n, k_next_n = jax.random.split(key, 5)
     k_sub = jax.random.fold_in(key, 1)  # REDQ subsample draw (leaves the other streams as they were)
-    obs, next_obs = _normalized_obs(state, batch.obs), _normalized_obs(state, batch.next_obs)
+    obs, next_obs = normalized_obs(state, batch.obs), normalized_obs(state, batch.next_obs)
     batch_size = obs.shape[0]
     action = to_unit(batch.action.reshape(batch_size, -1), state.action_low, state.action_high)
     act_dim = action.shape[-1]
@@ -420,7 +415,7 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
 
 def act(state: State, obs: jax.Array, key: jax.Array, deterministic=False) -> jax.Array:
     """[B, obs_dim] raw observations -> [B, act_dim] in env units: tanh(μ) if deterministic, else a sample."""
-    mean, log_std = state.actor.apply(state.actor_params, _normalized_obs(state, obs))
+    mean, log_std = state.actor.apply(state.actor_params, normalized_obs(state, obs))
     sample, _ = tanh_gaussian_sample(key, mean, log_std)
     return from_unit(jnp.where(deterministic, jnp.tanh(mean), sample), state.action_low, state.action_high)
 

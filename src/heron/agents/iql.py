@@ -45,6 +45,7 @@ from heron.core.networks import (
 from heron.core.normalization import (
     dataset_obs_normalizer,
     ema_update,
+    normalized_obs,
     return_range_reward_scale,
 )
 from heron.errors import HeronError
@@ -162,11 +163,6 @@ class State:
     exploration_noise: float = struct.field(pytree_node=False)
 
 
-def _normalized_obs(state: State, obs: jax.Array) -> jax.Array:
-    flat = jnp.asarray(obs, jnp.float32).reshape(obs.shape[0], -1)
-    return (flat - state.obs_mean) / state.obs_std
-
-
 def _optimizers(cfg: Config) -> tuple[optax.GradientTransformation, ...]:
     # Both are schedules (same optimiser state), so a run can switch from cosine to constant online.
     actor_lr = (optax.cosine_decay_schedule(cfg.actor_lr, cfg.total_updates) if cfg.lr_schedule == "cosine"
@@ -265,7 +261,7 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
     """Value step, actor step, critic step, target update (authors' order; `key` is unused)."""
     del key
     actor_tx, critic_tx, value_tx = _optimizers(cfg)
-    obs, next_obs = _normalized_obs(state, batch.obs), _normalized_obs(state, batch.next_obs)
+    obs, next_obs = normalized_obs(state, batch.obs), normalized_obs(state, batch.next_obs)
     action = to_unit(batch.action.reshape(obs.shape[0], -1), state.action_low, state.action_high)
     reward = state.reward_scale * batch.reward.astype(jnp.float32).reshape(-1)
     terminated = batch.terminated.astype(jnp.float32).reshape(-1)
@@ -333,7 +329,7 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
 def act(state: State, obs: jax.Array, key: jax.Array, deterministic=False) -> jax.Array:
     """[B, obs_dim] -> [B, act_dim] in env units: the policy's mean if deterministic, else a
     sample of N(tanh μ, σ²) (or π(s) plus N(0, σ²) noise) clipped to the bounds (authors' code)."""
-    mean, log_std = _policy_mean(state, state.actor_params, _normalized_obs(state, obs))
+    mean, log_std = _policy_mean(state, state.actor_params, normalized_obs(state, obs))
     std = jnp.exp(log_std) if state.gaussian else state.exploration_noise
     sample = jnp.clip(mean + std * jax.random.normal(key, mean.shape, jnp.float32), -1.0, 1.0)
     return from_unit(jnp.where(deterministic, mean, sample), state.action_low, state.action_high)

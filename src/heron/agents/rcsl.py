@@ -35,7 +35,7 @@ from flax.core import FrozenDict
 from heron.agents.registry import AgentSpec, DatasetStats, register
 from heron.core.actions import box_bounds, from_unit, to_unit
 from heron.core.networks import DeterministicActor
-from heron.core.normalization import dataset_obs_normalizer
+from heron.core.normalization import dataset_obs_normalizer, normalized_obs
 from heron.data.dataset import EpisodeDataset
 from heron.errors import HeronError
 from heron.types import Transition
@@ -129,14 +129,9 @@ def relabel(ds: EpisodeDataset, cfg: Config | None = None) -> EpisodeDataset:
 # ----------------------------------------------------------------------------- init
 
 
-def _normalized_obs(state: State, obs: jax.Array) -> jax.Array:
-    flat = jnp.asarray(obs, jnp.float32).reshape(obs.shape[0], -1)
-    return (flat - state.obs_mean) / state.obs_std
-
-
 def _inputs(state: State, obs, omega) -> jax.Array:
     """[s_normalised, ω]: the conditioning return enters as one more input feature."""
-    return jnp.concatenate([_normalized_obs(state, obs), jnp.reshape(omega, (-1, 1))], axis=-1)
+    return jnp.concatenate([normalized_obs(state, obs), jnp.reshape(omega, (-1, 1))], axis=-1)
 
 
 def init(key: jax.Array, obs_space: gym.Space, act_space: gym.Space, cfg: Config,

@@ -63,7 +63,7 @@ from heron.agents import iql, xql
 from heron.agents.registry import AgentSpec, DatasetStats, FinetuneRule, register
 from heron.core.actions import to_unit
 from heron.core.distributions import gaussian_log_prob
-from heron.core.normalization import ema_update
+from heron.core.normalization import ema_update, normalized_obs
 from heron.data.dataset import EpisodeDataset
 from heron.errors import HeronError
 from heron.types import Transition
@@ -255,7 +255,7 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
 
     `batch.reward` holds the expert indicator written by `relabel` (> ½: a demonstration)."""
     actor_tx, critic_tx, value_tx = iql._optimizers(cfg)
-    obs, next_obs = iql._normalized_obs(state, batch.obs), iql._normalized_obs(state, batch.next_obs)
+    obs, next_obs = normalized_obs(state, batch.obs), normalized_obs(state, batch.next_obs)
     batch_size = obs.shape[0]
     action = to_unit(batch.action.reshape(batch_size, -1), state.action_low, state.action_high)
     expert = (batch.reward.reshape(-1) > 0.5).astype(jnp.float32)

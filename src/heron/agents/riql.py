@@ -33,7 +33,7 @@ from heron.agents import iql
 from heron.agents.registry import AgentSpec, register
 from heron.core.actions import to_unit
 from heron.core.distributions import gaussian_log_prob
-from heron.core.normalization import ema_update
+from heron.core.normalization import ema_update, normalized_obs
 from heron.errors import HeronError
 from heron.types import Transition
 
@@ -165,7 +165,7 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
     """Value, critic and actor steps with the pre-update V, then the target update (`key` unused)."""
     del key
     actor_tx, critic_tx, value_tx = iql._optimizers(cfg)
-    obs, next_obs = iql._normalized_obs(state, batch.obs), iql._normalized_obs(state, batch.next_obs)
+    obs, next_obs = normalized_obs(state, batch.obs), normalized_obs(state, batch.next_obs)
     action = to_unit(batch.action.reshape(obs.shape[0], -1), state.action_low, state.action_high)
     reward = state.reward_scale * batch.reward.astype(jnp.float32).reshape(-1)
     terminated = batch.terminated.astype(jnp.float32).reshape(-1)

@@ -33,7 +33,7 @@ from heron.agents.sac import critic_loss, temperature_loss
 from heron.core.actions import box_bounds, from_unit, to_unit
 from heron.core.distributions import tanh_gaussian_sample
 from heron.core.networks import Ensemble, GaussianHead, QNetwork
-from heron.core.normalization import dataset_obs_normalizer, ema_update
+from heron.core.normalization import dataset_obs_normalizer, ema_update, normalized_obs
 from heron.errors import HeronError
 from heron.types import Transition
 
@@ -122,11 +122,6 @@ class State:
     action_high: tuple[float, ...] = struct.field(pytree_node=False)
 
 
-def _normalized_obs(state: State, obs: jax.Array) -> jax.Array:
-    flat = jnp.asarray(obs, jnp.float32).reshape(obs.shape[0], -1)
-    return (flat - state.obs_mean) / state.obs_std
-
-
 def _optimizers(cfg: Config):
     return optax.adam(cfg.actor_lr), optax.adam(cfg.critic_lr), optax.adam(cfg.alpha_lr)
 
@@ -169,8 +164,8 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
     temperature step on the last slice."""
     actor_tx, critic_tx, alpha_tx = _optimizers(cfg)
     g, b = cfg.utd_ratio, cfg.batch_size // cfg.utd_ratio
-    obs = _normalized_obs(state, batch.obs).reshape(g, b, -1)
-    next_obs = _normalized_obs(state, batch.next_obs).reshape(g, b, -1)
+    obs = normalized_obs(state, batch.obs).reshape(g, b, -1)
+    next_obs = normalized_obs(state, batch.next_obs).reshape(g, b, -1)
     action = to_unit(batch.action.reshape(g * b, -1), state.action_low, state.action_high).reshape(g, b, -1)
     reward = batch.reward.astype(jnp.float32).reshape(g, b)
     terminated = batch.terminated.astype(jnp.float32).reshape(g, b)
@@ -223,7 +218,7 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
 
 def act(state: State, obs: jax.Array, key: jax.Array, deterministic=False) -> jax.Array:
     """[B, obs_dim] -> [B, act_dim] in env units: tanh(μ) if deterministic, else a sample."""
-    mean, log_std = state.actor.apply(state.actor_params, _normalized_obs(state, obs))
+    mean, log_std = state.actor.apply(state.actor_params, normalized_obs(state, obs))
     sample, _ = tanh_gaussian_sample(key, mean, log_std)
     return from_unit(jnp.where(deterministic, jnp.tanh(mean), sample), state.action_low, state.action_high)
 

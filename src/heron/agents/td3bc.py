@@ -25,7 +25,7 @@ from heron.agents.registry import AgentSpec, DatasetStats, register
 from heron.agents.td3 import critic_loss, first_critic, target_policy_action, td3_target
 from heron.core.actions import box_bounds, from_unit, to_unit
 from heron.core.networks import DeterministicActor, Ensemble, QNetwork
-from heron.core.normalization import dataset_obs_normalizer, ema_update
+from heron.core.normalization import dataset_obs_normalizer, ema_update, normalized_obs
 from heron.errors import HeronError
 from heron.types import Transition
 
@@ -121,11 +121,6 @@ class State:
     exploration_noise: float = struct.field(pytree_node=False)
 
 
-def _normalized_obs(state: State, obs: jax.Array) -> jax.Array:
-    flat = jnp.asarray(obs, jnp.float32).reshape(obs.shape[0], -1)
-    return (flat - state.obs_mean) / state.obs_std
-
-
 def _optimizers(cfg: Config) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
     return optax.adam(cfg.actor_lr), optax.adam(cfg.critic_lr)
 
@@ -191,7 +186,7 @@ def actor_loss(q1, pi_action, action, alpha):
 def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tuple[State, dict]:
     """One critic step; on every d-th call also one actor step and the Polyak target updates."""
     actor_tx, critic_tx = _optimizers(cfg)
-    obs, next_obs = _normalized_obs(state, batch.obs), _normalized_obs(state, batch.next_obs)
+    obs, next_obs = normalized_obs(state, batch.obs), normalized_obs(state, batch.next_obs)
     action = to_unit(batch.action.reshape(obs.shape[0], -1), state.action_low, state.action_high)
     reward = batch.reward.astype(jnp.float32).reshape(-1)
     terminated = batch.terminated.astype(jnp.float32).reshape(-1)
@@ -259,7 +254,7 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
 def act(state: State, obs: jax.Array, key: jax.Array, deterministic=False) -> jax.Array:
     """[B, obs_dim] raw observations -> [B, act_dim] in env units: π((s − μ)/σ), plus N(0, σ²)
     exploration noise unless deterministic."""
-    mean = state.actor.apply(state.actor_params, _normalized_obs(state, obs))
+    mean = state.actor.apply(state.actor_params, normalized_obs(state, obs))
     noise = state.exploration_noise * jax.random.normal(key, mean.shape, jnp.float32)
     action = jnp.where(deterministic, mean, jnp.clip(mean + noise, -1.0, 1.0))
     return from_unit(action, state.action_low, state.action_high)

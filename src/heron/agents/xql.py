@@ -35,7 +35,7 @@ from heron.agents.registry import AgentSpec, DatasetStats, register
 from heron.core.actions import box_bounds, to_unit
 from heron.core.distributions import gaussian_log_prob
 from heron.core.networks import ValueNetwork
-from heron.core.normalization import ema_update
+from heron.core.normalization import ema_update, normalized_obs
 from heron.errors import HeronError
 from heron.types import Transition
 
@@ -198,7 +198,7 @@ def dual_value_update(state: State, batch: Transition, key: jax.Array, cfg,
     with `value_loss(Q̄ − V)`, actor step (new V, target critics), critic step onto
     r + γ V(s') with the new V, Polyak target update. `key` draws the random value actions."""
     actor_tx, critic_tx, value_tx = iql._optimizers(cfg)
-    obs, next_obs = iql._normalized_obs(state, batch.obs), iql._normalized_obs(state, batch.next_obs)
+    obs, next_obs = normalized_obs(state, batch.obs), normalized_obs(state, batch.next_obs)
     batch_size = obs.shape[0]
     action = to_unit(batch.action.reshape(batch_size, -1), state.action_low, state.action_high)
     reward = state.reward_scale * batch.reward.astype(jnp.float32).reshape(-1)

@@ -45,6 +45,13 @@ def dataset_obs_normalizer(stats, obs_dim: int, enabled: bool, eps: float) -> tu
     return mean, std
 
 
+def normalized_obs(state, obs: jax.Array) -> jax.Array:
+    """[B, ...] raw observations -> [B, obs_dim] float32 standardised with `state.obs_mean` and
+    `state.obs_std` (the leaves `dataset_obs_normalizer` made; identity when normalisation is off)."""
+    flat = jnp.asarray(obs, jnp.float32).reshape(obs.shape[0], -1)
+    return (flat - state.obs_mean) / state.obs_std
+
+
 def return_range_reward_scale(stats, enabled: bool, target: float) -> jax.Array:
     """c in r ← c r with c = target / (max_e R_e − min_e R_e) (IQL's locomotion reward scaling);
     1 when disabled, without statistics, or when every episode has the same return."""

@@ -101,9 +101,7 @@ def _action_space(env_id: str, loop_kind: str):
 
 
 def _validate(req: TrainRequest):
-    if req.online_steps and req.steps == 0:
-        pass  # offline→online with no offline phase (RLPD's setting)
-    elif req.steps <= 0:
+    if req.steps < 0 or (req.steps == 0 and not req.online_steps):  # 0 offline updates: RLPD's setting
         raise HeronError(f"--steps must be positive, got {req.steps}")
     for name in ("seeds", "eval_episodes"):
         if getattr(req, name) <= 0:

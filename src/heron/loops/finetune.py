@@ -44,8 +44,6 @@ def check_finetunable(spec: AgentSpec) -> None:
     if spec.relabel is not None:
         raise HeronError(f"{spec.name} learns from relabelled episode quantities (return-to-go) that online "
                          "transitions do not have, so it cannot continue online; pre-train IQL, CQL or WSRL instead")
-    if "continuous" not in spec.action_kinds and "discrete" not in spec.action_kinds:
-        raise HeronError(f"{spec.name} has no action kind to act online with")
 
 
 def resolve_rule(spec: AgentSpec, method: str | None = None, *, keep_offline_data: bool | None = None,
