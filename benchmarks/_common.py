@@ -86,7 +86,8 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def command_line() -> str:
     rel = os.path.relpath(sys.argv[0], REPO)
-    return "bench-venv/bin/python " + " ".join([rel, *sys.argv[1:]])
+    venv = os.path.relpath(sys.prefix, REPO)  # bench-venv for peer comparisons, .venv for heron-only ones
+    return f"{venv}/bin/python " + " ".join([rel, *sys.argv[1:]])
 
 
 def header(title: str, load_before: str, load_after: str, pkgs: tuple[str, ...]) -> str:

@@ -10,3 +10,6 @@ from heron.agents import fdvl, xql  # noqa: F401,E402
 from heron.agents import wsrl  # noqa: F401,E402
 from heron.agents import recoil  # noqa: F401,E402
 from heron.agents import rlpd  # noqa: F401,E402
+from heron.agents import famo2o  # noqa: F401,E402
+from heron.agents import calql, ro2o  # noqa: F401,E402
+from heron.agents import h2o  # noqa: F401,E402

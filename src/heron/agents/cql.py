@@ -223,7 +223,8 @@ def uniform_log_density(act_dim: int) -> float:
     return float(act_dim * np.log(0.5))
 
 
-def cql_logsumexp(q_rand, q_next_pi, q_cur_pi, log_pi_next, log_pi_cur, act_dim, temperature, q_data=None):
+def cql_logsumexp(q_rand, q_next_pi, q_cur_pi, log_pi_next, log_pi_cur, act_dim, temperature, q_data=None,
+                  lower_bound=None):
     """Importance-sampled estimate of log ∫ exp Q(s, a) da, per critic and state (CQL(H), app. F):
 
         T · logsumexp_j( [Q(s, a_j^unif) − log μ(a_j^unif),
@@ -232,8 +233,13 @@ def cql_logsumexp(q_rand, q_next_pi, q_cur_pi, log_pi_next, log_pi_cur, act_dim,
 
     q_*: [..., N] values at s; log_pi_*: [..., N] (held constant). With `q_data` ([...]) the
     samples are used without density correction and the dataset action joins them (the
-    non-importance-sampled variant of the authors' code).
+    non-importance-sampled variant of the authors' code). With `lower_bound` (broadcastable to
+    q_*, held constant) the policy samples' values are calibrated first (Cal-QL):
+    Q(s, a^π) ← max(Q(s, a^π), V(s)); the uniform samples are not bounded.
     """
+    if lower_bound is not None:
+        bound = jax.lax.stop_gradient(lower_bound)
+        q_next_pi, q_cur_pi = jnp.maximum(q_next_pi, bound), jnp.maximum(q_cur_pi, bound)
     if q_data is None:
         cat = jnp.concatenate([q_rand - uniform_log_density(act_dim),
                                q_next_pi - jax.lax.stop_gradient(log_pi_next),
@@ -299,9 +305,10 @@ def _sample(key, mean, log_std, n):
     return tanh_gaussian_sample(key, jnp.broadcast_to(mean[:, None], shape), jnp.broadcast_to(log_std[:, None], shape))
 
 
-def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tuple[State, dict]:
+def update(state: State, batch: Transition, key: jax.Array, cfg: Config, lower_bound=None) -> tuple[State, dict]:
     """Temperature, policy and critic (with α') losses at the current parameters, one Adam step
-    each, then the Polyak target update (CORL's order)."""
+    each, then the Polyak target update (CORL's order). `lower_bound` ([B], Cal-QL's V(s); None for
+    CQL) bounds the penalty's policy-action values from below (see `cql_logsumexp`)."""
     actor_tx, critic_tx, alpha_tx, alpha_prime_tx = _optimizers(cfg)
     k_pi, k_next, k_rand, k_cur_n, k_next_n = jax.random.split(key, 5)
     k_sub = jax.random.fold_in(key, 1)  # REDQ subsample draw (leaves the other streams as they were)
@@ -362,29 +369,32 @@ def update(state: State, batch: Transition, key: jax.Array, cfg: Config) -> tupl
     sampled = jnp.concatenate([rand_action, next_action_n, cur_action], axis=1)  # [B, 3n, A]
     obs_rep = jnp.broadcast_to(obs[:, None], (batch_size, 3 * n, obs.shape[-1]))
     alpha_prime = alpha_prime_value(state.log_alpha_prime) if cfg.lagrange else None
+    bound = None if lower_bound is None else jnp.asarray(lower_bound, jnp.float32).reshape(1, batch_size, 1)
 
     def critic_objective(params):
         q = state.critic.apply(params, obs, action)  # [N, B]
         if cfg.cql_alpha == 0:  # SAC: no penalty, no sampled actions to evaluate (WSRL's online phase)
             bellman = td_loss(q, target)
             zero = jnp.zeros((), jnp.float32)
-            return bellman, (q, jnp.zeros((q.shape[0],), jnp.float32), bellman, zero, zero)
+            return bellman, (q, jnp.zeros((q.shape[0],), jnp.float32), bellman, zero, zero, zero)
         q_sampled = state.critic.apply(params, obs_rep, sampled)  # [N, B, 3n]
         q_rand, q_next_pi, q_cur_pi = q_sampled[..., :n], q_sampled[..., n:2 * n], q_sampled[..., 2 * n:]
         ood = cql_logsumexp(q_rand, q_next_pi, q_cur_pi, next_log_pi, cur_log_pi, act_dim, cfg.cql_temperature,
-                            q_data=None if cfg.importance_sample else q)
+                            q_data=None if cfg.importance_sample else q, lower_bound=bound)
         gap = cql_gap(ood, q, cfg.clip_diff_min, cfg.clip_diff_max)
         bellman = td_loss(q, target)
         penalty = cql_penalty(gap, cfg.cql_alpha, alpha_prime, cfg.target_action_gap)
-        return bellman + penalty, (q, gap, bellman, penalty, jnp.mean(q_rand))
+        # Cal-QL's bound rate: the share of policy-action values the bound lifted
+        bound_rate = jnp.zeros((), jnp.float32) if bound is None else jnp.mean(q_sampled[..., n:] < bound)
+        return bellman + penalty, (q, gap, bellman, penalty, jnp.mean(q_rand), bound_rate)
 
-    (q_loss, (q, gap, bellman, penalty, q_rand_mean)), grads = jax.value_and_grad(
+    (q_loss, (q, gap, bellman, penalty, q_rand_mean, bound_rate)), grads = jax.value_and_grad(
         critic_objective, has_aux=True)(state.critic_params)
     updates, critic_opt_state = critic_tx.update(grads, state.critic_opt_state, state.critic_params)
     critic_params = optax.apply_updates(state.critic_params, updates)
 
     log_alpha_prime, alpha_prime_opt_state = state.log_alpha_prime, state.alpha_prime_opt_state
-    metrics = {}
+    metrics = {} if lower_bound is None else {"bound_rate": bound_rate}
     if cfg.lagrange:
         ap_loss, grad = jax.value_and_grad(alpha_prime_loss)(state.log_alpha_prime, gap, cfg.cql_alpha,
                                                              cfg.target_action_gap)

@@ -34,6 +34,12 @@ benchmarks touch nothing else.
   `act` normalises with it, checkpoints hold it, and the tree's structure does not depend on
   it (`dataset_stats=None` gives identity normalisation: the same tree, e.g. a template to
   restore a checkpoint into). The loop computes it once with `heron.loops.offline.dataset_stats`.
+* An agent whose `update` needs a per-transition quantity of the whole episode that online
+  transitions must carry too (Cal-QL's Monte-Carlo return-to-go) sets `AgentSpec.label_episode`;
+  its batches are then `heron.types.LabelledTransition`s with the quantity in `label`: the offline
+  loop labels every dataset episode once before training; offline→online labels the offline rows
+  at the switch and each online episode's rows in the replay buffer when the episode ends (or is
+  cut at a checkpoint or the run's end); rows of a running episode hold `UNLABELLED` (−inf).
 * An offline agent whose `update` needs a per-transition quantity derived from whole episodes
   (return-to-go, an expert flag) sets `AgentSpec.relabel(ds, cfg)`; the offline loop applies it
   to the dataset once, before moving it to the device, so the batch carries the quantity (e.g.
@@ -89,6 +95,11 @@ class FinetuneRule:
     warmup_random: bool = False
     """Take the warm-up steps with uniform-random actions (RLPD's start_training) instead of the
     pre-trained policy (WSRL)."""
+    offline_rows_first: bool = False
+    """With offline_fraction: each batch's first round(batch_size · offline_fraction) rows are the offline
+    ones, unshuffled, so an `update` that treats offline and online rows differently can tell them apart
+    (H2O: real data vs simulator rollouts). Such an agent learns from both in every batch: it has no
+    offline-only phase (`--steps 0`) and needs the offline data kept."""
     online_config: Callable | None = None
     """`online_config(cfg) -> cfg`: the config the agent's `update` uses online (e.g. WSRL turns
     CQL's penalty off); None: the offline config unchanged."""
@@ -102,6 +113,9 @@ class FinetuneRule:
         if not 0.0 <= self.offline_fraction < 1.0 or (self.offline_fraction and not self.keep_offline_data):
             raise HeronError(f"finetune rule: offline_fraction must be in [0, 1) and needs keep_offline_data, got "
                              f"{self.offline_fraction} with keep_offline_data={self.keep_offline_data}")
+        if self.offline_rows_first and not self.offline_fraction:
+            raise HeronError("finetune rule: offline_rows_first needs an offline_fraction > 0 (a share of each batch "
+                             "from the offline data) and the offline data kept")
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,11 @@ class AgentSpec:
     (and episode weights). None: the data as is."""
     finetune: FinetuneRule = FinetuneRule()
     """Offline agents only: how the agent continues online (see FinetuneRule)."""
+    label_episode: Callable | None = None
+    """Optional: `label_episode(rewards, terminated, truncated, cfg) -> labels`, one float per
+    transition of ONE episode from its [T] arrays in time order (the last transition may carry
+    neither flag where the episode was cut: a dataset's cut, a checkpoint's reset, the run's end).
+    Set: batches carry the labels (`LabelledTransition.label`, see the module docstring)."""
 
 
 _REGISTRY: dict[str, AgentSpec] = {}

@@ -10,7 +10,8 @@ conservative penalty off (α_cql = `online_cql_alpha` = 0), i.e. SAC with a REDQ
 (backups from the minimum of `critic_subsample` = 2 target critics drawn from `num_critics` = 10).
 
 Pre-training here is CQL, which the WSRL code uses for its locomotion tasks; the paper's default
-pre-training for sparse-reward tasks, Cal-QL, is not yet in heron. The policy network has no
+pre-training for sparse-reward tasks, Cal-QL, is `heron.agents.calql` (`heron train calql ...
+--finetune-method wsrl online_cql_alpha=0` gives Cal-QL pre-training with WSRL's switch). The policy network has no
 LayerNorm (the authors' code puts one in both networks).
 """
 

@@ -7,6 +7,8 @@
     heron train --resume RUN_DIR
     heron eval RUN_DIR [--episodes N]
     heron runs list | show | compare | plot
+    heron bench list | run SUITE [--workers N] | status SUITE | report SUITE
+    heron tune ALGO (--env ID | --dataset D) --trials N --steps S [--seeds K] [--param SPEC ...] [--objective ...]
     heron algos
 
 Bad input is reported as one line naming the problem and the fix, with exit status 2.
@@ -55,6 +57,8 @@ def _add_train(sub):
     g.add_argument("--online-steps", type=int, default=0,
                    help="then fine-tune online for this many env steps in --env (0: offline only)")
     _add_rule_flags(g, "--finetune-method")
+    g.add_argument("--eval-env", default=None, metavar="ID",
+                   help="evaluate in this env instead of --env (H2O: the real system, --env its simulator)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_train, parser=p)
 
@@ -120,15 +124,15 @@ def _cmd_train(args, extra: list[str]) -> int:
     if bad_flags:
         raise HeronError(f"unknown option {bad_flags[0]}: agent hyperparameters are name=value (see `heron train {args.algo} --help`)")
     online_flags = [args.finetune_method, args.keep_offline_data, args.warmup_steps, args.updates_per_step,
-                    args.offline_steps]
+                    args.eval_env, args.offline_steps]
     if args.dataset is None and (args.online_steps or any(f is not None for f in online_flags)):
         raise HeronError("--offline-steps/--online-steps and the switch flags apply to offline runs: add --dataset D "
                          "(or fine-tune a finished offline run with `heron finetune RUN_DIR`)")
     if args.online_steps < 0:
         raise HeronError(f"--online-steps must be >= 0, got {args.online_steps}")
-    if not args.online_steps and any(f is not None for f in online_flags[:4]):
+    if not args.online_steps and any(f is not None for f in online_flags[:5]):
         raise HeronError("the switch flags (--finetune-method, --keep/--drop-offline-data, --warmup-steps, "
-                         "--updates-per-step) need --online-steps M")
+                         "--updates-per-step, --eval-env) need --online-steps M")
     if args.offline_steps is not None and args.steps is not None and args.offline_steps != args.steps:
         raise HeronError(f"--offline-steps {args.offline_steps} and --steps {args.steps} disagree: give one of them")
     default_steps = DEFAULT_STEPS if args.dataset is None else DEFAULT_OFFLINE_UPDATES
@@ -139,7 +143,7 @@ def _cmd_train(args, extra: list[str]) -> int:
                        dataset=args.dataset, online_steps=args.online_steps,
                        finetune_method=None if args.finetune_method == "own" else args.finetune_method,
                        keep_offline_data=args.keep_offline_data, warmup_steps=args.warmup_steps,
-                       updates_per_step=args.updates_per_step)
+                       updates_per_step=args.updates_per_step, eval_env=args.eval_env)
     run_dir = train(req, runs_root=args.runs_dir, progress=not args.no_progress, argv=sys.argv)
     print(run_dir)
     return 0
@@ -211,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     from heron.cli.data import add_data_parser
 
     add_data_parser(sub)
+    from heron.cli.bench import add_bench_parser
+    from heron.cli.tune import add_tune_parser
+
+    add_bench_parser(sub)
+    add_tune_parser(sub)
     return parser
 
 
@@ -222,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "handler", None) is None:
             parser.print_help()
             return 2
-        if extra and args.handler is not _cmd_train:
+        if extra and args.handler is not _cmd_train and not getattr(args, "takes_overrides", False):
             raise HeronError(f"unexpected argument {extra[0]!r} (see `heron {args.command} --help`)")
         return int(args.handler(args, extra) or 0)
     except HeronError as err:

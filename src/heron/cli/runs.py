@@ -1,4 +1,5 @@
-"""`heron runs ...`: list, show, compare and plot tracked runs (and query them with SQL).
+"""`heron runs ...`: list, show, compare and plot tracked runs (query them with SQL, export
+them to an archive and import someone else's).
 
 `add_runs_parser(subparsers)` registers the command on the top-level argparse subparsers;
 each sub-command sets both ``args.func`` and ``args.handler`` to its handler,
@@ -18,7 +19,7 @@ from heron.errors import HeronError
 
 
 def add_runs_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``runs list | show | compare | plot | sql`` on `subparsers`; returns the parser."""
+    """Register ``runs list | show | compare | plot | sql | export | import``; returns the parser."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--root",
@@ -61,6 +62,32 @@ def add_runs_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("query", metavar="SQL")
     p.set_defaults(func=cmd_sql, handler=cmd_sql)
+
+    p = sub.add_parser(
+        "export",
+        parents=[common],
+        help="write runs to one .tar.gz to share (config, provenance, status, metrics, evals, reports)",
+        description="Write runs (config, provenance, status, metrics.csv, eval.csv, report files; with "
+        "--checkpoints each run's latest valid checkpoint) and a manifest with every file's SHA-256 to one "
+        ".tar.gz. Running runs are refused; killed runs are exported as killed; tb/ is left out.",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directory, run name under the root, or a unique name prefix")
+    p.add_argument("--out", required=True, metavar="ARCHIVE.tar.gz", help="archive to write (atomically)")
+    p.add_argument("--checkpoints", action="store_true", help="include each run's latest valid checkpoint")
+    p.add_argument("--force", action="store_true", help="replace ARCHIVE if it exists")
+    p.set_defaults(func=cmd_export, handler=cmd_export)
+
+    p = sub.add_parser(
+        "import",
+        parents=[common],
+        help="add the runs of an archive written by `heron runs export` (fully verified first)",
+        description="Verify an archive written by `heron runs export` (layout, file types, names, sizes, "
+        "SHA-256 of every file, JSON, checkpoints; nothing is unpickled) and move its runs into the root. "
+        "Any defect: one error line, exit status 2, nothing imported. Runs already present with the same "
+        "content are skipped; a run of the same name with other content refuses the import.",
+    )
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.set_defaults(func=cmd_import, handler=cmd_import)
     return runs
 
 
@@ -220,6 +247,12 @@ def cmd_show(args, extra=None) -> int:
     _print(f"host/pid   {status.get('hostname')} / {status.get('pid')}   resumed {status.get('resumed') or 0}x")
     _print(f"steps      {_fmt(status.get('step'))}")
     _print(f"seeds      {config.get('seeds', '-')}   seed {config.get('seed', prov.get('seed', '-'))}")
+    imported = _read_json(run_dir / "imported.json", "import record")
+    if imported:
+        _print(
+            f"imported   from {imported.get('archive')} on {_fmt_time(imported.get('imported_at'))} "
+            f"(exported {_fmt_time(imported.get('exported_at'))} with heron {imported.get('exported_with_heron')})"
+        )
 
     if prov:
         git = prov.get("git") or {}
@@ -350,4 +383,36 @@ def cmd_sql(args, extra=None) -> int:
         return 0
     _print(format_table(columns, rows))
     _print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+def cmd_export(args, extra=None) -> int:
+    from heron.tracking.archive import export_runs
+
+    result = export_runs(args.runs, args.out, root=_root(args), checkpoints=args.checkpoints, force=args.force)
+    n = len(result.runs)
+    _print(f"wrote {result.archive} ({n} run{'s' if n != 1 else ''}, {_size(result.archive_bytes)})")
+    for r in result.runs:
+        ckpt = f", checkpoint step {r.checkpoint_step}" if r.checkpoint_step is not None else ""
+        left = f"; left out: {', '.join(r.left_out)}" if r.left_out else ""
+        _print(f"  {r.name}  {r.status}, {r.files} files, {_size(r.bytes)}{ckpt}{left}")
+    return 0
+
+
+def cmd_import(args, extra=None) -> int:
+    from heron.tracking.archive import import_runs
+
+    result = import_runs(args.archive, _root(args))
+    n = len(result.imported)
+    _print(f"imported {n} run{'s' if n != 1 else ''} into {result.root}" + (f": {', '.join(result.imported)}" if n else ""))
+    for name in result.skipped:
+        _print(f"skipped {name} (already in {result.root} with the same content)")
     return 0

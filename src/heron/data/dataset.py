@@ -15,6 +15,7 @@ On disk it is a Minari dataset (see `heron.data.minari_io`).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 import flax.struct
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from heron.errors import HeronError
-from heron.types import Transition
+from heron.types import LabelledTransition, Transition, with_label
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -151,8 +152,9 @@ class EpisodeDataset:
         k = min(max(1, int(round(fraction * self.num_episodes))), self.num_episodes - 1)
         return self.select_episodes(np.sort(order[:k])), self.select_episodes(np.sort(order[k:]))
 
-    def to_device(self) -> DeviceDataset:
-        """The transition view as device arrays, ready for `sample_transitions` inside jit."""
+    def to_device(self, labels: np.ndarray | None = None) -> DeviceDataset:
+        """The transition view as device arrays, ready for `sample_transitions` inside jit;
+        `labels` ([N], e.g. `label_episodes(ds, fn)`) makes its batches `LabelledTransition`s."""
         weights = self.transition_weights()
         if weights is None:
             cum = jnp.zeros((0,), jnp.float32)
@@ -163,7 +165,8 @@ class EpisodeDataset:
                              rewards=jnp.asarray(self.rewards, jnp.float32),
                              terminations=jnp.asarray(self.terminations, jnp.float32),
                              truncations=jnp.asarray(self.truncations, jnp.float32),
-                             obs_index=jnp.asarray(self.obs_index(), jnp.int32), cum_weights=cum)
+                             obs_index=jnp.asarray(self.obs_index(), jnp.int32), cum_weights=cum,
+                             labels=None if labels is None else jnp.asarray(labels, jnp.float32).reshape(-1))
 
     def __repr__(self) -> str:
         return (f"EpisodeDataset({self.name!r}, episodes={self.num_episodes}, transitions={self.num_transitions}, "
@@ -181,6 +184,7 @@ class DeviceDataset:
     truncations: jax.Array
     obs_index: jax.Array
     cum_weights: jax.Array  # [N] normalised cumulative weights, or [0] for uniform sampling
+    labels: jax.Array | None = None  # [N] per-transition episode labels (AgentSpec.label_episode), or None
 
     @property
     def size(self) -> int:
@@ -195,10 +199,23 @@ def sample_indices(data: DeviceDataset, key: jax.Array, batch_size: int) -> jax.
     return jnp.minimum(jnp.searchsorted(data.cum_weights, u, side="right"), data.size - 1)
 
 
-def gather_transitions(data: DeviceDataset, idx: jax.Array) -> Transition:
+def gather_transitions(data: DeviceDataset, idx: jax.Array) -> Transition | LabelledTransition:
     o = data.obs_index[idx]
-    return Transition(obs=data.observations[o], action=data.actions[idx], reward=data.rewards[idx],
-                      next_obs=data.observations[o + 1], terminated=data.terminations[idx], truncated=data.truncations[idx])
+    batch = Transition(obs=data.observations[o], action=data.actions[idx], reward=data.rewards[idx],
+                       next_obs=data.observations[o + 1], terminated=data.terminations[idx],
+                       truncated=data.truncations[idx])
+    return batch if data.labels is None else with_label(batch, data.labels[idx])
+
+
+def label_episodes(ds: EpisodeDataset, label_episode) -> np.ndarray:
+    """[N] float32: `label_episode(rewards, terminations, truncations)` of each episode (its [T_e]
+    arrays), concatenated in transition order (an agent's `AgentSpec.label_episode` with its config bound)."""
+    out = np.empty(ds.num_transitions, np.float32)
+    starts = np.asarray(ds.episode_starts)
+    for a, b in itertools.pairwise(starts):
+        out[a:b] = label_episode(np.asarray(ds.rewards[a:b]), np.asarray(ds.terminations[a:b]),
+                                 np.asarray(ds.truncations[a:b]))
+    return out
 
 
 def sample_transitions(data: DeviceDataset, key: jax.Array, batch_size: int) -> Transition:

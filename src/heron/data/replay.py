@@ -11,11 +11,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from heron.types import Transition
+from heron.types import UNLABELLED, LabelledTransition, Transition, with_label
 
 
 class ReplayBuffer(NamedTuple):
-    data: Transition  # each field [capacity, ...]
+    data: Transition | LabelledTransition  # each field [capacity, ...]
     pos: jax.Array  # next write index (int32)
     size: jax.Array  # number of valid rows (int32)
 
@@ -24,7 +24,10 @@ class ReplayBuffer(NamedTuple):
         return self.data.reward.shape[0]
 
 
-def replay_init(capacity: int, obs_shape: tuple, obs_dtype, act_shape: tuple, act_dtype) -> ReplayBuffer:
+def replay_init(capacity: int, obs_shape: tuple, obs_dtype, act_shape: tuple, act_dtype,
+                labelled: bool = False) -> ReplayBuffer:
+    """An empty buffer; `labelled` adds a `label` row per transition (`LabelledTransition`, for agents
+    with `AgentSpec.label_episode`), UNLABELLED (−inf) until `replay_set_labels` writes it."""
     def zeros(shape, dtype):
         return jnp.zeros((capacity, *shape), dtype)
 
@@ -36,6 +39,8 @@ def replay_init(capacity: int, obs_shape: tuple, obs_dtype, act_shape: tuple, ac
         terminated=zeros((), jnp.float32),
         truncated=zeros((), jnp.float32),
     )
+    if labelled:
+        data = with_label(data, jnp.full((capacity,), UNLABELLED, jnp.float32))
     return ReplayBuffer(data, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
 
@@ -61,13 +66,23 @@ def replay_sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Tran
 
 
 def replay_sample_mixed(buffer: ReplayBuffer, key: jax.Array, batch_size: int, offline_rows: int,
-                        offline_fraction: float) -> Transition:
+                        offline_fraction: float, shuffle: bool = True) -> Transition:
     """Symmetric sampling (RLPD): rows [0, offline_rows) hold fixed offline data and online data
     follows them; round(batch_size * offline_fraction) rows come from the offline part, the rest
-    from the online part, shuffled together so any slice of the batch mixes both."""
+    from the online part, shuffled together so any slice of the batch mixes both. `shuffle=False`
+    keeps the offline rows first (an update that treats them differently, H2O's, reads them there)."""
     k_off, k_on, k_perm = jax.random.split(key, 3)
     n_off = int(round(batch_size * offline_fraction))
     off = jax.random.randint(k_off, (n_off,), 0, max(offline_rows, 1))
     on = jax.random.randint(k_on, (batch_size - n_off,), offline_rows, jnp.maximum(buffer.size, offline_rows + 1))
-    idx = jax.random.permutation(k_perm, jnp.concatenate([off, on]))
+    idx = jnp.concatenate([off, on])
+    if shuffle:
+        idx = jax.random.permutation(k_perm, idx)
     return jax.tree.map(lambda store: store[idx], buffer.data)
+
+
+def replay_set_labels(buffer: ReplayBuffer, rows: jax.Array, labels: jax.Array) -> ReplayBuffer:
+    """Write `labels` into the `label` of `rows` (a finished episode's rows); rows ≥ capacity are
+    padding and are dropped (callers pad to a few fixed lengths so this compiles a few times only)."""
+    label = buffer.data.label.at[rows].set(labels.astype(jnp.float32), mode="drop")
+    return buffer._replace(data=buffer.data._replace(label=label))

@@ -16,6 +16,7 @@ steps to recover, final score), and report.md shows them with the curve.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -130,13 +131,13 @@ def _run_online(run: Run, spec: AgentSpec, agent_cfg, rule, phase, dataset, agen
     return summary
 
 
-def _phase(req, env_id: str, online_steps: int):
+def _phase(req, env_id: str, online_steps: int, eval_env_id: str | None = None):
     from heron.loops.finetune import OnlinePhase
 
     eval_every = req.get("online_eval_every") or max(online_steps // 10, 1)
     return OnlinePhase(env_id=env_id, online_steps=online_steps, seed=req["seed"], eval_every=eval_every,
                        eval_episodes=req["eval_episodes"], log_every=max(min(1_000, online_steps // 20), 1),
-                       checkpoint_every=req.get("online_checkpoint_every") or 0)
+                       checkpoint_every=req.get("online_checkpoint_every") or 0, eval_env_id=eval_env_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,7 +146,7 @@ def _phase(req, env_id: str, online_steps: int):
 
 
 def train_offline_to_online(req, spec: AgentSpec, *, runs_root: Path | None = None, progress: bool = True,
-                            argv: list[str] | None = None, resume: Path | None = None) -> Path:
+                            argv: list[str] | None = None, resume: Path | None = None, observer=None) -> Path:
     """Offline phase of req.steps updates, then req.online_steps env steps under the algorithm's rule."""
     from heron.experiments.train import (
         RunCallbacks,
@@ -170,17 +171,20 @@ def train_offline_to_online(req, spec: AgentSpec, *, runs_root: Path | None = No
     env_id = _resolve_env(req, used)
     if env_id is None:
         raise HeronError("the online phase needs an env: pass --env ID (the dataset names none)")
-    evaluator = offline.PolicyEvaluator(spec, env_id, req.eval_episodes)
-    try:
-        offline.check_env_matches(used, *evaluator.spaces, env_id)
-    finally:
-        evaluator.close()
+    # --eval-env: evaluate elsewhere than where the agent acts (H2O: the real system, --env its simulator)
+    eval_env = _resolve_env(dataclasses.replace(req, env_id=req.eval_env), used) if req.eval_env else env_id
+    for checked in dict.fromkeys([env_id, eval_env]):
+        evaluator = offline.PolicyEvaluator(spec, checked, req.eval_episodes)
+        try:
+            offline.check_env_matches(used, *evaluator.spaces, checked)
+        finally:
+            evaluator.close()
     agent_cfg = resolve_agent_config(spec, req.overrides, req.steps)
     rule = finetune.resolve_rule(spec, req.finetune_method, keep_offline_data=req.keep_offline_data,
                                  warmup_steps=req.warmup_steps, updates_per_step=req.updates_per_step)
     offset = req.steps
     ft = {"method": req.finetune_method, "rule": finetune.rule_summary(rule), "online_steps": req.online_steps,
-          "switch_step": offset, "env": env_id}
+          "switch_step": offset, "env": env_id, **({"eval_env": eval_env} if req.eval_env else {})}
     if resume is None:
         config = {"request": config_to_dict(req), "loop": "offline_to_online", "agent": config_to_dict(agent_cfg),
                   "algo": req.algo, "env": env_id, "seeds": 1, "seed": req.seed, "steps": req.steps + req.online_steps,
@@ -195,8 +199,8 @@ def train_offline_to_online(req, spec: AgentSpec, *, runs_root: Path | None = No
                              "original data, or start a new run")
     normalise = _normaliser(info)
     phase = _phase({"seed": req.seed, "eval_episodes": req.eval_episodes,
-                    "online_checkpoint_every": req.checkpoint_every}, env_id, req.online_steps)
-    callbacks = RunCallbacks(run, req.steps + req.online_steps, progress)
+                    "online_checkpoint_every": req.checkpoint_every}, env_id, req.online_steps, eval_env)
+    callbacks = RunCallbacks(run, req.steps + req.online_steps, progress, observer)
     with tracked(run, callbacks):
         template = offline.init_offline(req.seed, 1, spec, agent_cfg, used.observation_space, used.action_space,
                                         offline.dataset_stats(used))
@@ -211,7 +215,7 @@ def train_offline_to_online(req, spec: AgentSpec, *, runs_root: Path | None = No
             if resume is not None:
                 run.rewind_logs(checkpoint)
             if req.steps:
-                _offline_phase(run, spec, agent_cfg, used, req, env_id, checkpoint.tree if checkpoint else None,
+                _offline_phase(run, spec, agent_cfg, used, req, eval_env, checkpoint.tree if checkpoint else None,
                                callbacks)
                 pretrained = run.load_latest_checkpoint(template).tree
             else:  # no offline phase: the online phase starts from the initialised agent
@@ -416,7 +420,7 @@ def evaluate_finetune_run(run: Run, spec: AgentSpec, agent_cfg, episodes: int, s
     from heron.loops import offline
     from heron.loops.online_host import Evaluator
 
-    env_id = run.config["env"]
+    env_id = run.config["finetune"].get("eval_env") or run.config["env"]
     evaluator = Evaluator(env_id, episodes, spec.act)
     try:
         obs_space, act_space = evaluator.env.single_observation_space, evaluator.env.single_action_space

@@ -53,6 +53,8 @@ class TrainRequest:
     """Override of the rule: warm-up env steps of the pre-trained policy before online updates."""
     updates_per_step: int | None = None
     """Override of the rule: gradient updates per online env step."""
+    eval_env: str | None = None
+    """Offline→online runs: evaluate in this env instead of env_id (H2O: the real system, env_id its simulator)."""
 
 
 def resolve_agent_config(spec: AgentSpec, overrides, steps: int):
@@ -114,8 +116,11 @@ def _validate(req: TrainRequest):
 class RunCallbacks:
     """Loop callbacks that write into a `Run` and update a progress bar."""
 
-    def __init__(self, run: Run, total: int, progress: bool):
+    def __init__(self, run: Run, total: int, progress: bool, observer=None):
         self.run = run
+        self.observer = observer
+        """`observer(step, returns)` after each evaluation (tuning reports to Optuna from it; it may raise
+        to stop the run)."""
         self.bar = None
         self.last_return = float("nan")
         if progress:
@@ -145,6 +150,8 @@ class RunCallbacks:
         self.run.log_eval(step, returns.tolist())
         self.last_return = float(returns.mean())
         self._advance(step)
+        if self.observer is not None:
+            self.observer(step, returns)
 
     def on_checkpoint(self, step, tree, meta):
         save_host_checkpoint(self.run, step, tree, meta)
@@ -185,18 +192,23 @@ def load_host_checkpoint(run: Run, template: dict):
 
 
 def train(req: TrainRequest, *, runs_root: Path | None = None, progress: bool = True, argv: list[str] | None = None,
-          resume: Path | None = None) -> Path:
-    """Train (or resume) one tracked run and return its directory."""
+          resume: Path | None = None, observer=None) -> Path:
+    """Train (or resume) one tracked run and return its directory (`observer`: see RunCallbacks)."""
     _validate(req)
     spec = get_agent(req.algo)
+    if spec.finetune.offline_rows_first and (req.steps or not req.online_steps):
+        raise HeronError(f"{req.algo} learns from the dataset and online data together in every batch, with no "
+                         f"offline-only phase: `heron train {req.algo} --dataset D --env SIM --steps 0 --online-steps M`")
     if req.online_steps:
         from heron.experiments.finetune import train_offline_to_online
 
-        return train_offline_to_online(req, spec, runs_root=runs_root, progress=progress, argv=argv, resume=resume)
+        return train_offline_to_online(req, spec, runs_root=runs_root, progress=progress, argv=argv, resume=resume,
+                                       observer=observer)
     if req.dataset is not None or spec.family == "offline":
         from heron.experiments.train_offline import train_offline
 
-        return train_offline(req, spec, runs_root=runs_root, progress=progress, argv=argv, resume=resume)
+        return train_offline(req, spec, runs_root=runs_root, progress=progress, argv=argv, resume=resume,
+                             observer=observer)
     if not req.env_id:
         raise HeronError(f"missing --env: `heron train {req.algo} --env ID`, e.g. --env CartPole-v1")
     from heron.envs.gym_envs import check_env_id
@@ -215,7 +227,7 @@ def train(req: TrainRequest, *, runs_root: Path | None = None, progress: bool = 
         run = Run.create(runs_root or default_runs_root(), f"{req.algo}-{req.env_id}", config, argv or sys.argv, req.seed)
     else:
         run = Run.open(resume)
-    callbacks = RunCallbacks(run, req.steps, progress)
+    callbacks = RunCallbacks(run, req.steps, progress, observer)
     with tracked(run, callbacks):
         if loop_kind == "host":
             _train_host(run, spec, agent_cfg, req, eval_every, callbacks, resuming=resume is not None)

@@ -80,7 +80,7 @@ def _resolve_env(req, ds) -> str | None:
 
 
 def train_offline(req, spec: AgentSpec, *, runs_root: Path | None = None, progress: bool = True,
-                  argv: list[str] | None = None, resume: Path | None = None) -> Path:
+                  argv: list[str] | None = None, resume: Path | None = None, observer=None) -> Path:
     """Train (or resume) one offline run; every check happens before a run directory exists."""
     from heron.experiments.train import (
         RunCallbacks,
@@ -120,7 +120,7 @@ def train_offline(req, spec: AgentSpec, *, runs_root: Path | None = None, progre
             raise HeronError(f"the dataset at {info['path']} changed since {run.path.name} started (its SHA-256 "
                              "fingerprint differs from config.json's); resume with the original data, or start a new run")
 
-    callbacks = RunCallbacks(run, req.steps, progress)
+    callbacks = RunCallbacks(run, req.steps, progress, observer)
     with tracked(run, callbacks):
         state = None
         if resume is not None:

@@ -12,6 +12,7 @@ What the rule decides at the switch:
   and only stored; updates start after them (WSRL's warm-up).
 * updates_per_step: `update` calls per env step (UTD).
 * offline_fraction: the share of each batch drawn from the offline rows (RLPD's symmetric sampling).
+* offline_rows_first: those rows lead each batch, unshuffled (H2O tells real data from simulator rows).
 * warmup_random: warm up with uniform-random actions instead of the pre-trained policy.
 
 The switch metrics are computed from the evaluations: the pre-switch score is the last offline
@@ -29,10 +30,11 @@ import jax
 import jax.numpy as jnp
 
 from heron.agents.registry import AgentSpec, FinetuneRule
-from heron.data.dataset import EpisodeDataset
+from heron.data.dataset import EpisodeDataset, label_episodes
 from heron.data.replay import ReplayBuffer, replay_add, replay_init
 from heron.errors import HeronError
 from heron.loops.online_host import HostLoop, HostLoopConfig, ReplaySettings
+from heron.types import with_label
 
 ONLINE_KEY_SALT = 0x0F1E  # the online phase's key: fold_in(PRNGKey(seed), salt), independent of the offline phase
 
@@ -66,12 +68,17 @@ def resolve_rule(spec: AgentSpec, method: str | None = None, *, keep_offline_dat
         elif method == "plain":
             rule = dataclasses.replace(FinetuneRule(), online_config=spec.finetune.online_config)
             if spec.finetune.offline_fraction:
-                rule = dataclasses.replace(rule, offline_fraction=spec.finetune.offline_fraction)
+                rule = dataclasses.replace(rule, offline_fraction=spec.finetune.offline_fraction,
+                                           offline_rows_first=spec.finetune.offline_rows_first)
         elif method != "own":
             raise HeronError(f"unknown fine-tuning method {method!r}: choose own (the algorithm's rule), wsrl or plain")
     changes = {k: v for k, v in dict(keep_offline_data=keep_offline_data, warmup_steps=warmup_steps,
                                      updates_per_step=updates_per_step).items() if v is not None}
-    return dataclasses.replace(rule, **changes) if changes else rule
+    rule = dataclasses.replace(rule, **changes) if changes else rule
+    if spec.finetune.offline_rows_first and not rule.offline_rows_first:
+        raise HeronError(f"{spec.name} learns from offline and online rows together in every batch (offline rows "
+                         f"first), so the offline data must stay: use its own rule (drop --finetune-method {method})")
+    return rule
 
 
 def online_config(spec: AgentSpec, cfg, rule: FinetuneRule):
@@ -95,6 +102,8 @@ class OnlinePhase:
     eval_episodes: int = 10
     log_every: int = 1_000
     checkpoint_every: int = 0
+    eval_env_id: str | None = None
+    """Evaluate in this env instead of env_id (H2O: the real system; env_id is the simulator)."""
 
 
 def make_loop(spec: AgentSpec, cfg, rule: FinetuneRule, phase: OnlinePhase, offline_transitions: int) -> HostLoop:
@@ -104,30 +113,36 @@ def make_loop(spec: AgentSpec, cfg, rule: FinetuneRule, phase: OnlinePhase, offl
     replay = ReplaySettings(num_envs=1, buffer_size=capacity, batch_size=int(cfg.batch_size),
                             learning_starts=rule.warmup_steps, train_frequency=1,
                             gradient_steps=rule.updates_per_step, warmup_with_policy=not rule.warmup_random,
-                            offline_rows=offline_rows, offline_fraction=rule.offline_fraction if offline_rows else 0.0)
+                            offline_rows=offline_rows, offline_fraction=rule.offline_fraction if offline_rows else 0.0,
+                            offline_first=rule.offline_rows_first and offline_rows > 0)
     loop_cfg = HostLoopConfig(env_id=phase.env_id, total_steps=phase.online_steps, seed=phase.seed,
                               eval_every=phase.eval_every, eval_episodes=phase.eval_episodes,
-                              log_every=phase.log_every, checkpoint_every=phase.checkpoint_every)
+                              log_every=phase.log_every, checkpoint_every=phase.checkpoint_every,
+                              eval_env_id=phase.eval_env_id)
     return HostLoop(spec, online_config(spec, cfg, rule), loop_cfg, replay)
 
 
-def _empty_buffer(capacity: int, obs_space: gym.Space, act_space: gym.Space) -> ReplayBuffer:
+def _empty_buffer(capacity: int, obs_space: gym.Space, act_space: gym.Space, labelled: bool = False) -> ReplayBuffer:
     discrete = isinstance(act_space, gym.spaces.Discrete)
     return replay_init(capacity, obs_space.shape, jnp.float32, () if discrete else act_space.shape,
-                       jnp.int32 if discrete else jnp.float32)
+                       jnp.int32 if discrete else jnp.float32, labelled=labelled)
 
 
 def switch_state(loop: HostLoop, agent, dataset: EpisodeDataset | None, rule: FinetuneRule, seed: int) -> dict:
     """The online loop's starting state: the pre-trained agent, a buffer holding the offline data
     if the rule keeps it, and the online phase's key."""
     capacity = loop.replay.buffer_size
-    buffer = _empty_buffer(capacity, loop.obs_space, loop.act_space)
+    buffer = _empty_buffer(capacity, loop.obs_space, loop.act_space, loop.labelled)
     if rule.keep_offline_data:
         if dataset is None:
             raise HeronError("this fine-tuning rule keeps the offline data, but the dataset is not available: "
                              "pass --drop-offline-data or make the dataset available again")
+        rows = dataset.transitions()
+        if loop.labelled:  # the agent's episode labels of the offline rows (Cal-QL's return-to-go)
+            rows = with_label(rows, label_episodes(dataset, lambda r, term, trunc: loop.spec.label_episode(
+                r, term, trunc, loop.cfg)))
         buffer = replay_add(buffer, jax.tree.map(lambda x: jnp.asarray(x, jnp.float32) if x.dtype.kind == "f" else x,
-                                                 dataset.transitions()))
+                                                 rows))
     key = jax.random.fold_in(jax.random.PRNGKey(seed), ONLINE_KEY_SALT)
     tree = {"agent": agent, "key": key, "buffer": buffer}
     return {"tree": tree, "meta": {"env_steps": 0, "vector_steps": 0, "updates": 0, "episodes": 0}}
@@ -135,7 +150,7 @@ def switch_state(loop: HostLoop, agent, dataset: EpisodeDataset | None, rule: Fi
 
 def template_state(loop: HostLoop, agent_template) -> dict:
     """A tree with a checkpoint's structure (to restore an online-phase checkpoint into)."""
-    buffer = _empty_buffer(loop.replay.buffer_size, loop.obs_space, loop.act_space)
+    buffer = _empty_buffer(loop.replay.buffer_size, loop.obs_space, loop.act_space, loop.labelled)
     return {"agent": agent_template, "key": jax.random.PRNGKey(0), "buffer": buffer}
 
 

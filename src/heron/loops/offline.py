@@ -39,6 +39,7 @@ from heron.data.dataset import (
     DeviceDataset,
     EpisodeDataset,
     gather_transitions,
+    label_episodes,
     sample_transitions,
 )
 from heron.envs.spaces import check_action_space
@@ -296,7 +297,11 @@ def train(spec: AgentSpec, cfg, dataset: EpisodeDataset, total_updates: int, *, 
         # Agents that learn from per-transition episode quantities (RCSL's return-to-go, ReCOIL's
         # expert flag) relabel the data once here; statistics above and the evaluation references
         # use the raw data.
-        data = (spec.relabel(ds, cfg) if spec.relabel is not None else ds).to_device()
+        relabelled = spec.relabel(ds, cfg) if spec.relabel is not None else ds
+        # Agents with `label_episode` (Cal-QL's return-to-go) get every episode's labels in their batches.
+        labels = None if spec.label_episode is None else label_episodes(
+            relabelled, lambda r, term, trunc: spec.label_episode(r, term, trunc, cfg))
+        data = relabelled.to_device(labels)
         log_every = log_every or max(total_updates // 100, 1)
         eval_every = eval_every or max(total_updates // 10, 1)
         eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 0xE7A1)

@@ -7,6 +7,10 @@ Correctness rules this loop guarantees:
   `info["final_obs"]`. Stored transitions always carry the true next observation, so a
   truncated episode bootstraps from its real last state, and no transition ever joins
   the last state of one episode to the first state of the next.
+* Episode labels: for agents with `AgentSpec.label_episode` (Cal-QL's Monte-Carlo return-to-go)
+  the buffer rows carry a label, −inf while their episode runs; when an episode ends, or is cut
+  by a checkpoint's reset or the run's end, the agent's hook labels its rows from the episode's
+  rewards and flags (a cut episode ends with neither flag set).
 * Exact resume: a checkpoint is an episode boundary. At the start of every segment (the
   run's start and right after each checkpoint) all envs are reset with seeds drawn from
   the loop's JAX key, and the unfinished episodes are cut there (their transitions are
@@ -35,10 +39,11 @@ from heron.data.replay import (
     replay_init,
     replay_sample,
     replay_sample_mixed,
+    replay_set_labels,
 )
 from heron.envs.gym_envs import make_vector_env
 from heron.envs.spaces import check_action_space, random_actions
-from heron.types import Transition
+from heron.types import UNLABELLED, Transition, with_label
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,8 @@ class HostLoopConfig:
     """Report training metrics every this many env steps."""
     checkpoint_every: int = 0
     """Checkpoint every this many env steps (0: never during the run)."""
+    eval_env_id: str | None = None
+    """Evaluate in this env instead of env_id (H2O: the real system, while env_id is its simulator)."""
 
 
 class ReplaySettings(NamedTuple):
@@ -79,6 +86,8 @@ class ReplaySettings(NamedTuple):
     """Rows at the start of the buffer holding offline data (never overwritten: capacity covers both)."""
     offline_fraction: float = 0.0
     """Share of each batch drawn from those rows (RLPD's symmetric sampling: 0.5); 0: uniform over all rows."""
+    offline_first: bool = False
+    """With offline_fraction: the batch's offline rows come first, unshuffled (H2O tells real from simulated rows)."""
 
     @classmethod
     def from_config(cls, cfg) -> "ReplaySettings":
@@ -136,13 +145,15 @@ class HostLoop:
     def __init__(self, spec: AgentSpec, agent_cfg, loop_cfg: HostLoopConfig, replay: ReplaySettings | None = None):
         self.spec, self.cfg, self.loop_cfg = spec, agent_cfg, loop_cfg
         self.off_policy = spec.family in ("off_policy", "offline")
+        self.labelled = self.off_policy and spec.label_episode is not None
         self.replay = replay or (ReplaySettings.from_config(agent_cfg) if self.off_policy else None)
         self.num_envs = self.replay.num_envs if self.off_policy else int(agent_cfg.num_envs)
         self.envs = make_vector_env(loop_cfg.env_id, self.num_envs)
         self.obs_space = self.envs.single_observation_space
         self.act_space = self.envs.single_action_space
         check_action_space(spec.name, spec.action_kinds, self.act_space, loop_cfg.env_id)
-        self.evaluator = Evaluator(loop_cfg.env_id, loop_cfg.eval_episodes, spec.act) if loop_cfg.eval_episodes > 0 else None
+        self.evaluator = (Evaluator(loop_cfg.eval_env_id or loop_cfg.env_id, loop_cfg.eval_episodes, spec.act)
+                          if loop_cfg.eval_episodes > 0 else None)
         self._compile()
 
     # ----------------------------------------------------------------- compiled pieces
@@ -162,7 +173,8 @@ class HostLoop:
         if self.off_policy:
             def sample(buffer, key):
                 if rs.offline_fraction > 0:
-                    return replay_sample_mixed(buffer, key, rs.batch_size, rs.offline_rows, rs.offline_fraction)
+                    return replay_sample_mixed(buffer, key, rs.batch_size, rs.offline_rows, rs.offline_fraction,
+                                               shuffle=not rs.offline_first)
                 return replay_sample(buffer, key, rs.batch_size)
 
             def add_and_train(agent_state, buffer: ReplayBuffer, batch: Transition, key, train: bool):
@@ -180,6 +192,7 @@ class HostLoop:
                 return agent_state, buffer, key, jax.tree.map(lambda m: m[-1], metrics)
 
             self._add_and_train = jax.jit(add_and_train, static_argnames="train", donate_argnums=(1,))
+            self._set_labels = jax.jit(replay_set_labels, donate_argnums=(0,))
         else:
             def update(agent_state, rollout, key):
                 key, k = jax.random.split(key)
@@ -198,7 +211,8 @@ class HostLoop:
             capacity = min(self.replay.buffer_size, self.loop_cfg.total_steps)
             act_shape = () if isinstance(self.act_space, gym.spaces.Discrete) else self.act_space.shape
             act_dtype = jnp.int32 if isinstance(self.act_space, gym.spaces.Discrete) else jnp.float32
-            tree["buffer"] = replay_init(capacity, self.obs_space.shape, jnp.float32, act_shape, act_dtype)
+            tree["buffer"] = replay_init(capacity, self.obs_space.shape, jnp.float32, act_shape, act_dtype,
+                                         labelled=self.labelled)
         meta = {"env_steps": 0, "vector_steps": 0, "updates": 0, "episodes": 0}
         return {"tree": tree, "meta": meta}
 
@@ -224,6 +238,7 @@ class HostLoop:
         ep_return, ep_length = np.zeros(self.num_envs), np.zeros(self.num_envs, np.int64)
         finished_returns: list[float] = []
         finished_lengths: list[int] = []
+        running = _RunningEpisodes(self.num_envs, int(buffer.pos)) if self.labelled else None
         last_metrics: dict = {}
         wall_start, steps_at_start = _now(), meta["env_steps"]
 
@@ -238,10 +253,15 @@ class HostLoop:
                 true_next = _true_next_obs(next_obs, info)
                 batch = Transition(obs, action, reward.astype(np.float32), true_next,
                                    terminated.astype(np.float32), truncated.astype(np.float32))
+                if running is not None:
+                    batch = with_label(batch, np.full(self.num_envs, UNLABELLED, np.float32))
                 meta["env_steps"] += self.num_envs
                 meta["vector_steps"] += 1
                 train = meta["env_steps"] >= rs.learning_starts and meta["vector_steps"] % rs.train_frequency == 0
                 agent, buffer, key, metrics = self._add_and_train(agent, buffer, batch, key, train=train)
+                if running is not None:
+                    running.record(reward, terminated, truncated)
+                    buffer = self._label(buffer, running, np.flatnonzero(terminated | truncated))
                 if train:
                     meta["updates"] += rs.gradient_steps
                     last_metrics = metrics
@@ -270,6 +290,8 @@ class HostLoop:
                 key, k_eval = jax.random.split(key)
                 callbacks.on_eval(step, self.evaluator(agent, k_eval))
             if checkpoint_due:
+                if running is not None:  # the reset below cuts every running episode
+                    buffer = self._label(buffer, running, range(self.num_envs))
                 tree = {"agent": agent, "key": key, **({"buffer": buffer} if off_policy else {})}
                 callbacks.on_checkpoint(step, tree, dict(meta))
                 # New segment: the same reset an uninterrupted and a resumed run both do.
@@ -277,8 +299,25 @@ class HostLoop:
                 obs, _ = self.envs.reset(seed=env_seeds(k_reset, self.num_envs))
                 ep_return[:], ep_length[:] = 0, 0
 
+        if running is not None:  # the run's end cuts every running episode
+            buffer = self._label(buffer, running, range(self.num_envs))
         tree = {"agent": agent, "key": key, **({"buffer": buffer} if off_policy else {})}
         return {"tree": tree, "meta": meta}
+
+    def _label(self, buffer: ReplayBuffer, running: "_RunningEpisodes", envs) -> ReplayBuffer:
+        """Label the rows of each env's running episode with the agent's `label_episode` and forget it."""
+        for i in envs:
+            rows, rewards, terminated, truncated = running.pop(int(i))
+            if len(rewards) == 0:
+                continue
+            labels = np.asarray(self.spec.label_episode(rewards, terminated, truncated, self.cfg), np.float32)
+            keep = rows >= running.written - buffer.capacity  # rows not yet overwritten by the ring
+            rows, labels = rows[keep] % buffer.capacity, labels[keep]
+            padded = 1 << max(len(rows) - 1, 0).bit_length()  # a few lengths, so a few compiles
+            rows = np.concatenate([rows, np.full(padded - len(rows), buffer.capacity)]).astype(np.int32)
+            labels = np.concatenate([labels, np.zeros(padded - len(labels), np.float32)])
+            buffer = self._set_labels(buffer, rows, labels)
+        return buffer
 
     def _collect_rollout(self, agent, obs, key, ep_return, ep_length, finished_returns, finished_lengths):
         T, n = int(self.cfg.num_steps), self.num_envs
@@ -311,6 +350,28 @@ class HostLoop:
         self.envs.close()
         if self.evaluator is not None:
             self.evaluator.close()
+
+
+class _RunningEpisodes:
+    """Per env: the buffer rows (counted without the ring's wrap-around) and the rewards and flags
+    of its running episode, for `AgentSpec.label_episode` once it ends."""
+
+    def __init__(self, num_envs: int, next_row: int):
+        self.written = next_row  # rows written so far (the next write goes to written % capacity)
+        self.steps: list[list[tuple[int, float, float, float]]] = [[] for _ in range(num_envs)]
+
+    def record(self, reward, terminated, truncated) -> None:
+        """One vector step, just added to the buffer (env i's row is written + i)."""
+        for i, steps in enumerate(self.steps):
+            steps.append((self.written + i, float(reward[i]), float(terminated[i]), float(truncated[i])))
+        self.written += len(self.steps)
+
+    def pop(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, rewards, terminated, truncated) of env i's episode so far, which starts afresh."""
+        steps, self.steps[i] = self.steps[i], []
+        rows, rewards, terminated, truncated = list(zip(*steps, strict=True)) or [(), (), (), ()]
+        return (np.asarray(rows, np.int64), np.asarray(rewards, np.float32), np.asarray(terminated, np.float32),
+                np.asarray(truncated, np.float32))
 
 
 def _true_next_obs(next_obs: np.ndarray, info: dict) -> np.ndarray:

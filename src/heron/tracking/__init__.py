@@ -4,6 +4,7 @@
 * `heron.tracking.metrics` — append-only metrics.csv / eval.csv + TensorBoard, multi-seed naming;
 * `heron.tracking.checkpoint` — atomic, SHA-256-verified checkpoints (msgpack + npz, no pickle);
 * `heron.tracking.query` — DuckDB views over many runs (`runs`, `metrics`, `evals`);
+* `heron.tracking.archive` — runs as shareable .tar.gz archives (export; verified, hostile-safe import);
 * `heron.tracking.plots` — PNG plots of a metric across runs and seeds.
 
 Importing this package is cheap: jax, flax, duckdb, tensorboardX and matplotlib are imported

@@ -10,6 +10,7 @@ Layout of ``{root}/{prefix}-{YYYYmmdd-HHMMSS}-{hex}/``::
     eval.csv          step,seed,episode,return          (append-only)
     tb/               TensorBoard events
     checkpoints/      step_000000001000/ ... + latest   (see heron.tracking.checkpoint)
+    imported.json     only in runs added by `heron runs import` (see heron.tracking.archive)
 
 The root is ``$HERON_RUNS_DIR`` if set, else ``./runs``.
 

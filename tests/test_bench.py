@@ -1,0 +1,228 @@
+"""Benchmark suites: declaration checks, skip/resume of cells, reports, and Ray workers killed mid-run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from heron.cli.main import main
+from heron.errors import HeronError
+from heron.experiments.bench import (
+    cell_runs,
+    load_suite,
+    parse_suite,
+    run_suite,
+    suite_dir,
+)
+from heron.experiments.bench_report import write_report
+from heron.tracking.run import read_status
+
+TINY = """
+name = "tiny"
+description = "PPO and DQN on CartPole, a few thousand steps"
+seeds = 2
+eval_episodes = 3
+[references."CartPole-v1"]
+random = 22.0
+expert = 500.0
+[[grid]]
+algos = ["ppo", "dqn"]
+envs = ["CartPole-v1"]
+steps = 2048
+overrides = { dqn = ["learning_starts=500"] }
+"""
+
+# SAC in the host loop: long enough (a few seconds between checkpoints) to be killed mid-run.
+KILLABLE = """
+name = "killable"
+seeds = [0, 1]
+eval_episodes = 2
+checkpoint_fraction = 0.25
+[references."Pendulum-v1"]
+random = -1243.3
+expert = -154.8
+[[grid]]
+algos = ["sac"]
+envs = ["Pendulum-v1"]
+steps = 1600
+loop = "host"
+overrides = { sac = ["learning_starts=200", "actor_hidden=32,32", "critic_hidden=32,32"] }
+"""
+
+
+def _write(tmp_path, text, name="suite.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.mark.parametrize("mutation, message", [
+    ({"colour": "red"}, "unknown key 'colour'"),
+    ({"seeds": 0}, "seeds must be"),
+    ({"seeds": [1, 1]}, "seeds must be"),
+    ({"name": "a b"}, "name must be a plain word"),
+    ({"grid": []}, "at least one [[grid]]"),
+    ({"grid": [{"algos": ["ppo"], "steps": 10}]}, "either envs"),
+    ({"grid": [{"algos": ["ppo"], "envs": ["CartPole-v1"], "datasets": ["d"], "steps": 10}]}, "either envs"),
+    ({"grid": [{"algos": ["nope"], "envs": ["CartPole-v1"], "steps": 10}]}, "nope"),
+    ({"grid": [{"algos": ["iql"], "envs": ["Pendulum-v1"], "steps": 10}]}, "iql is offline"),
+    ({"grid": [{"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 0}]}, "steps"),
+    ({"grid": [{"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10, "overrides": {"dqn": ["x=1"]}}]},
+     "overrides.dqn"),
+    ({"references": {"CartPole-v1": {"random": 1.0}}}, "references.CartPole-v1"),
+])
+def test_bad_suite_declarations_name_the_problem(mutation, message):
+    raw = {"name": "s", "grid": [{"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10}], **mutation}
+    with pytest.raises(HeronError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_suite(raw)
+
+
+def test_cli_rejects_missing_suite_and_bad_toml(tmp_path, capsys):
+    assert main(["bench", "run", str(tmp_path / "nope.toml")]) == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [")
+    assert main(["bench", "run", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no suite" in err[0] and "not valid TOML" in err[1], err
+
+
+def test_shipped_suites_parse():
+    from heron.experiments.bench import shipped_suites
+
+    names = shipped_suites()
+    assert {"online-classic", "offline-small", "offline-to-online-small"} <= set(names), names
+    for name in names:
+        suite = load_suite(name)
+        assert suite.cells and len({c.key for c in suite.cells}) == len(suite.cells)
+
+
+def test_suite_runs_skips_finished_cells_and_reports(tmp_path, capsys):
+    toml = _write(tmp_path, TINY)
+    suite = load_suite(toml)
+    root = suite_dir(suite, tmp_path / "bench")
+    assert main(["bench", "run", str(toml), "--root", str(tmp_path / "bench"), "--reps", "500"]) == 0
+    runs = {c.key: cell_runs(root, c) for c in suite.cells}
+    assert all(len(v) == 1 for v in runs.values()), runs
+    # a second run finds every cell finished and trains nothing
+    results = run_suite(suite, root, progress=False)
+    assert {r.outcome for r in results} == {"skipped"}
+    assert {c.key: cell_runs(root, c) for c in suite.cells} == runs
+
+    scores = json.loads((root / "report" / "scores.json").read_text())
+    for algo in ("ppo", "dqn"):
+        finals = scores["final"][f"{algo}|CartPole-v1"]
+        assert len(finals) == 2
+        iqm, lo, hi = scores["aggregates"]["all tasks"]["aggregates"][algo]["IQM"]
+        assert min(finals) - 1e-9 <= lo <= iqm <= hi <= max(finals) + 1e-9
+        # the final score is the normalised mean return of the last evaluation
+        run = cell_runs(root, next(c for c in suite.cells if c.algo == algo and c.seeds == (0,)))[0]
+        last = [r for r in (run / "eval.csv").read_text().splitlines()[1:] if r.startswith("2048,")]
+        mean = np.mean([float(r.split(",")[-1]) for r in last])
+        assert finals[0] == pytest.approx(100 * (mean - 22.0) / 478.0)
+    p = scores["aggregates"]["all tasks"]["probability_of_improvement"]["dqn,ppo"]
+    assert 0.0 <= p[1] <= p[0] <= p[2] <= 1.0
+    for name in ("report.md", "report.html", "aggregates.png", "performance_profile.png",
+                 "probability_of_improvement.png", "curve_CartPole-v1.png"):
+        assert (root / "report" / name).stat().st_size > 0, name
+    # the same seed gives the same report numbers
+    before = (root / "report" / "scores.json").read_bytes()
+    write_report(suite, root, reps=500, seed=0)
+    assert (root / "report" / "scores.json").read_bytes() == before
+
+
+def _wait_for_checkpoint(run_parent: Path, proc, timeout=240.0) -> Path:
+    """The first run directory under run_parent (searched recursively) with a checkpoint past step 0."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for ckpt in run_parent.rglob("checkpoints/step_*"):
+            if (ckpt / "manifest.json").exists():
+                return ckpt.parent.parent
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint appeared")
+
+
+def _env():
+    return {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"}
+
+
+def test_killed_cell_resumes_from_its_checkpoint(tmp_path):
+    """A suite process killed mid-cell: the next `heron bench run` resumes that run, does not restart it."""
+    toml = _write(tmp_path, KILLABLE.replace("seeds = [0, 1]", "seeds = [0]"))
+    suite = load_suite(toml)
+    root = suite_dir(suite, tmp_path / "bench")
+    cmd = [sys.executable, "-m", "heron.cli.main", "bench", "run", str(toml), "--root", str(tmp_path / "bench"),
+           "--no-report"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    run_dir = _wait_for_checkpoint(root / "runs", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert read_status(run_dir)["status"] == "killed"  # recorded running, by a process that is gone
+    results = run_suite(suite, root, progress=False)
+    assert [r.outcome for r in results] == ["resumed"], results
+    status = read_status(run_dir)
+    assert status["status"] == "finished" and status["resumed"] == 1
+    assert status["resumes"][0]["from_step"] > 0
+    assert cell_runs(root, suite.cells[0]) == [run_dir]
+
+
+def test_ray_workers_killed_mid_run_are_retried_and_resume(tmp_path):
+    """`heron bench run --workers 2`: SIGKILL the Ray worker training a cell after its first checkpoint;
+    Ray retries the task, which resumes the run; the suite finishes with every cell's single run."""
+    toml = _write(tmp_path, KILLABLE)
+    suite = load_suite(toml)
+    root = suite_dir(suite, tmp_path / "bench")
+    cmd = [sys.executable, "-m", "heron.cli.main", "bench", "run", str(toml), "--root", str(tmp_path / "bench"),
+           "--workers", "2", "--reps", "200"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        run_dir = _wait_for_checkpoint(root / "runs", proc)
+        worker_pid = read_status(run_dir)["pid"]
+        assert worker_pid != proc.pid  # the run trains inside a Ray worker, not in the driver
+        os.kill(worker_pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=420)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    status = read_status(run_dir)
+    assert status["status"] == "finished", status
+    assert status["resumed"] == 1 and status["resumes"][0]["from_step"] > 0, status
+    for cell in suite.cells:
+        (run,) = cell_runs(root, cell)
+        assert read_status(run)["status"] == "finished"
+    assert (root / "report" / "report.md").exists()
+
+
+def test_ray_dashboard_binds_to_loopback():
+    import ray
+
+    from heron.experiments.scale import init_ray
+
+    try:
+        ctx = init_ray(workers=1, dashboard=True)
+        assert ctx.dashboard_url.split(":")[0] == "127.0.0.1", ctx.dashboard_url
+    finally:
+        ray.shutdown()
+
+
+def test_report_shows_the_shipped_reference_results(tmp_path):
+    """A suite named like a shipped one is reported next to that suite's reference results."""
+    import dataclasses
+
+    toml = _write(tmp_path, TINY.replace("seeds = 2", "seeds = 1").replace("2048", "1024"))
+    suite = dataclasses.replace(load_suite(toml), name="online-classic")
+    root = tmp_path / "bench"
+    run_suite(suite, root, progress=False)
+    report = write_report(suite, root, reps=200).read_text()
+    reference = json.loads((Path(__file__).parents[1] / "src/heron/suites/online-classic.reference.json").read_text())
+    ref_ppo = np.mean(reference["final"]["ppo|CartPole-v1"])
+    line = next(row for row in report.splitlines() if row.startswith("| ppo | CartPole-v1 |"))
+    assert line.rstrip(" |").endswith(f"{ref_ppo:.1f} ({len(reference['final']['ppo|CartPole-v1'])})"), line
