@@ -52,7 +52,9 @@ def init_ray(workers: int = 0, address: str | None = None, dashboard: bool = Fal
             warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
             if address:
                 return ray.init(address=address, **kwargs)
-            return ray.init(num_cpus=max(workers, 1), **kwargs)
+            # "local": a new instance owned by this process; with no address Ray would join the latest
+            # instance on the machine (another suite's or study's), whose slots and lifetime are not ours.
+            return ray.init(address="local", num_cpus=max(workers, 1), **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise HeronError(f"could not start {where} ({err}); check --ray-address, or drop it to run locally") from None

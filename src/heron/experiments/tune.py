@@ -403,7 +403,7 @@ def write_summary(study, out: Path, objectives: tuple[str, ...]) -> dict:
     rows = ["number,state," + ",".join(objectives) + ",overrides"]
     for t in study.get_trials(deepcopy=False):
         values = t.values or [math.nan] * len(objectives)
-        rows.append(f"{t.number},{t.state.name}," + ",".join(f"{v:.6g}" for v in values) + ","
+        rows.append(f"{t.number},{t.state.name}," + ",".join(repr(float(v)) for v in values) + ","
                     + '"' + " ".join(t.user_attrs.get("overrides", [])) + '"')
     _fs.atomic_write_bytes(out / "trials.csv", ("\n".join(rows) + "\n").encode())
     best = [{"number": t.number, "values": dict(zip(objectives, t.values)), "overrides": t.user_attrs["overrides"]}
