@@ -78,7 +78,8 @@ def main() -> None:
               f"(mean run wall inside a worker {sum(ray_runs) / len(ray_runs):.2f} s vs "
               f"{sum(results['sequential'][1]) / args.runs:.2f} s in-process).\n")
     title = f"Suite throughput: {args.runs} PPO CartPole-v1 runs of {args.steps} steps"
-    C.write_section(f"suite_throughput_{args.steps}", title, C.header(title, load_before, C.loadavg(), ("jax", "ray")) + body)
+    head = C.header(title, load_before, C.loadavg(), ("jax", "ray"))
+    C.write_section(f"suite_throughput_{args.steps}", title, head + "\n\n" + body)
     print(body)
 
 
