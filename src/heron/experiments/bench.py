@@ -47,6 +47,11 @@ GRID_KEYS = {"algos", "envs", "datasets", "env", "steps", "online_steps", "overr
              "loop", "finetune_method"}
 
 
+def slug(text: str) -> str:
+    """`text` as a file-name part: runs of other characters than letters, digits, . and - become _."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", text).strip("_")
+
+
 @dataclass(frozen=True)
 class Cell:
     """One (algorithm, task, seeds) of a suite: everything `heron train` needs to make its run."""
@@ -72,7 +77,7 @@ class Cell:
     def key(self) -> str:
         """Directory name of the cell: readable, and unique for the cell's whole definition."""
         seeds = f"s{self.seeds[0]}" if len(self.seeds) == 1 else f"s{self.seeds[0]}-{self.seeds[-1]}x{len(self.seeds)}"
-        task = re.sub(r"[^A-Za-z0-9.-]+", "_", self.task).strip("_")
+        task = slug(self.task)
         digest = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.algo}__{task}__{seeds}__{digest}"
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from heron import _fs
 from heron.errors import HeronError
-from heron.experiments.bench import Suite, cell_status, shipped_suites
+from heron.experiments.bench import Suite, cell_status, shipped_suites, slug
 
 
 @dataclass
@@ -169,14 +169,10 @@ def _plot_curves(scores: list[RunScores], task: str, out: Path) -> Path:
            ylabel="normalised score" if normalised else "return")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = out / f"curve_{_slug(task)}.png"
+    path = out / f"curve_{slug(task)}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _slug(s: str) -> str:
-    return "".join(c if c.isalnum() or c in "-." else "_" for c in s)
 
 
 def _plot_aggregates(agg, profiles, poi, out: Path, suffix: str = "") -> list[Path]:
@@ -249,7 +245,7 @@ def write_report(suite: Suite, root: Path, *, reps: int = 5000, seed: int = 0) -
         for t in tasks:
             m, ts = score_matrices(scores, t)
             if m:
-                groups.append((t, f"_{_slug(t)}", m, ts))
+                groups.append((t, f"_{slug(t)}", m, ts))
     results = []
     for label, suffix, m, ts in groups:
         agg = aggregates(m, reps, seed)

@@ -38,7 +38,7 @@ import numpy as np
 
 from heron import _fs
 from heron.errors import HeronError
-from heron.experiments.bench import Cell, run_cell
+from heron.experiments.bench import Cell, run_cell, slug
 
 TUNE_DIR_ENV = "HERON_TUNE_DIR"
 OBJECTIVES = {"final": "maximize", "auc": "maximize", "time": "minimize"}
@@ -239,14 +239,10 @@ def run_trial(root: str, cells: list[Cell], objectives: tuple[str, ...], prune: 
 
 
 def tune_dir(req: TuneRequest, root: str | os.PathLike | None) -> Path:
-    name = req.study or f"{req.algo}-{_slug(req.dataset or req.env_id)}"
+    name = req.study or f"{req.algo}-{slug(req.dataset or req.env_id)}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise HeronError(f"--study {name!r}: use letters, digits, - _ .")
     return Path(root or os.environ.get(TUNE_DIR_ENV) or "tune") / name
-
-
-def _slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", s).strip("_")
 
 
 def _check(req: TuneRequest) -> None:
