@@ -1,0 +1,195 @@
+"""Offline scores side by side: heron vs d3rlpy on the same datasets with the same update budget.
+
+heron's side is a benchmark suite (`benchmarks/suites/offline-vs-d3rlpy.toml`: BC, TD3+BC, IQL, AWAC
+and CQL on the demo's Pendulum datasets, 5k updates, 64x64 networks, 5 seeds), run with
+`heron bench run`. d3rlpy's side is trained here, one run per (algorithm, dataset, seed), on the same
+heron dataset files converted to a d3rlpy `MDPDataset`:
+
+* networks 64x64 (VectorEncoderFactory([64, 64])) for every actor, critic and value function;
+* batch 256 for every algorithm (d3rlpy's AWAC default is 1024, BC's 100);
+* the same number of gradient updates (`fit(n_steps=...)`);
+* d3rlpy's defaults otherwise, plus the preprocessing its own reproduction scripts give each method:
+  TD3+BC standardises observations (StandardObservationScaler), IQL scales rewards to a return
+  range of 1000 (ReturnBasedRewardScaler(multiplier=1000)); every method gets the action bounds
+  (MinMaxActionScaler with Pendulum's [-2, 2]) so its tanh policy covers the action space;
+* CQL with n_action_samples=10 (heron's num_sampled_actions is also 10);
+* evaluation: 10 deterministic episodes in Pendulum-v1 after the last update (heron's suite
+  evaluates its last checkpoint the same way), normalised with the dataset's reference returns.
+
+d3rlpy turns the final step of a truncated episode into a transition whose next observation is zeros
+(its flat layout keeps no final observation); heron keeps the real one. That is d3rlpy's behaviour,
+left as it is: 1 transition in 200 on Pendulum.
+
+Aggregates: rliable IQM with 95% stratified bootstrap CIs over seeds x datasets for each library and
+algorithm, and P(heron > d3rlpy), with heron's report code (`heron.experiments.bench_report`).
+
+Run (bench venv; the datasets as scripts/demo.sh makes them, under $HERON_DATASETS_DIR):
+  heron bench run benchmarks/suites/offline-vs-d3rlpy.toml --root BENCH_ROOT
+  bench-venv/bin/python benchmarks/offline_scores.py --suite-root BENCH_ROOT [--out d3rlpy-scores.json]
+d3rlpy's finished runs are kept in --out, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import heron  # noqa: F401  (first: its default CPU flags must be set before JAX starts its backend)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C
+
+SUITE = Path(__file__).parent / "suites" / "offline-vs-d3rlpy.toml"
+CONFIGS = {"bc": "BCConfig", "td3bc": "TD3PlusBCConfig", "iql": "IQLConfig", "cql": "CQLConfig", "awac": "AWACConfig"}
+NAMES = {"bc": "BC", "td3bc": "TD3+BC", "iql": "IQL", "cql": "CQL", "awac": "AWAC"}
+
+
+def to_d3rlpy(ds):
+    import d3rlpy
+
+    return d3rlpy.dataset.MDPDataset(observations=ds.observations[ds.obs_index()], actions=ds.actions,
+                                     rewards=ds.rewards, terminals=ds.terminations, timeouts=ds.truncations)
+
+
+def d3rlpy_algo(algo: str, hidden: int, batch: int, low, high, seed: int):
+    import d3rlpy
+
+    enc = d3rlpy.models.VectorEncoderFactory([hidden, hidden])
+    kw = {"batch_size": batch, "action_scaler": d3rlpy.preprocessing.MinMaxActionScaler(minimum=low, maximum=high)}
+    if algo == "bc":
+        kw["encoder_factory"] = enc
+    else:
+        kw.update(actor_encoder_factory=enc, critic_encoder_factory=enc)
+    if algo == "iql":
+        kw.update(value_encoder_factory=enc, reward_scaler=d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=1000.0))
+    if algo == "td3bc":
+        kw["observation_scaler"] = d3rlpy.preprocessing.StandardObservationScaler()
+    if algo == "cql":
+        kw["n_action_samples"] = 10
+    d3rlpy.seed(seed)
+    return getattr(d3rlpy.algos, CONFIGS[algo])(**kw).create(device="cpu:0")
+
+
+def evaluate(model, env_id: str, episodes: int, seed: int) -> list[float]:
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    returns = []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=10_000 * (seed + 1) + ep)
+        done, total = False, 0.0
+        while not done:
+            action = model.predict(np.asarray(obs, np.float32)[None])[0]
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return returns
+
+
+def train_d3rlpy(algo: str, dataset: str, seed: int, updates: int, hidden: int, batch: int, episodes: int) -> dict:
+    import d3rlpy
+
+    from heron.data.minari_io import load_dataset
+
+    ds = load_dataset(dataset)
+    low, high = np.asarray(ds.action_space.low), np.asarray(ds.action_space.high)
+    model = d3rlpy_algo(algo, hidden, batch, low, high, seed)
+    start = time.perf_counter()
+    model.fit(to_d3rlpy(ds), n_steps=updates, n_steps_per_epoch=updates, show_progress=False, save_interval=10 ** 9,
+              logger_adapter=d3rlpy.logging.NoopAdapterFactory())
+    train_s = time.perf_counter() - start
+    returns = evaluate(model, ds.env_id, episodes, seed)
+    score = float(np.mean(ds.normalized_score(np.asarray(returns))))
+    return {"algo": algo, "dataset": dataset, "seed": seed, "returns": returns, "score": score, "train_s": train_s}
+
+
+def heron_scores(suite_root: Path) -> dict[tuple[str, str], list[float]]:
+    from heron.experiments.bench import load_suite
+    from heron.experiments.bench_report import collect_scores
+
+    scores, missing = collect_scores(load_suite(SUITE), suite_root / "offline-vs-d3rlpy")
+    if missing:
+        print(f"heron cells not finished (left out): {', '.join(missing)}", flush=True)
+    return {(s.algo, s.task): list(s.final) for s in scores}
+
+
+def matrix(by: dict[tuple[str, str], list[float]], algo: str, tasks: list[str], runs: int) -> np.ndarray:
+    return np.array([[by[(algo, t)][i] / 100.0 for t in tasks] for i in range(runs)])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suite-root", type=Path, required=True, help="the --root heron's suite ran under")
+    p.add_argument("--out", type=Path, default=Path("d3rlpy-scores.json"), help="d3rlpy's runs (kept; resumable)")
+    p.add_argument("--reps", type=int, default=5000, help="bootstrap resamples")
+    p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="smoke run: d3rlpy only, 200 updates, one seed per algorithm")
+    args = p.parse_args()
+
+    import torch
+
+    from heron.experiments.bench import load_suite
+    from heron.experiments.bench_report import aggregates, probability_of_improvement
+
+    torch.set_num_threads(args.torch_threads)
+    suite = load_suite(SUITE)
+    if args.quick:
+        for algo in CONFIGS:
+            r = train_d3rlpy(algo, suite.cells[0].task, 0, 200, 64, 256, 2)
+            print(f"d3rlpy {algo}: {r['score']:.1f} after 200 updates ({r['train_s']:.1f} s)")
+        return
+    done = json.loads(args.out.read_text()) if args.out.exists() else []
+    have = {(r["algo"], r["dataset"], r["seed"]) for r in done}
+    for cell in suite.cells:
+        hidden = int(next(o for o in cell.overrides if o.startswith("actor_hidden=")).split("=")[1].split(",")[0])
+        for seed in cell.seeds:
+            if (cell.algo, cell.task, seed) in have:
+                continue
+            r = train_d3rlpy(cell.algo, cell.task, seed, cell.steps, hidden, 256, cell.eval_episodes)
+            done.append(r)
+            tmp = args.out.with_suffix(".tmp")
+            tmp.write_text(json.dumps(done, indent=1))
+            os.replace(tmp, args.out)  # atomic: an interrupted run keeps every finished seed
+            print(f"d3rlpy {cell.algo} {cell.task} seed {seed}: {r['score']:.1f} ({r['train_s']:.0f} s)", flush=True)
+
+    ours = heron_scores(args.suite_root)
+    theirs: dict[tuple[str, str], list[float]] = {}
+    for r in sorted(done, key=lambda r: r["seed"]):
+        theirs.setdefault((r["algo"], r["dataset"]), []).append(r["score"])
+    tasks = sorted({c.task for c in suite.cells})
+    rows, details = [], []
+    for algo in CONFIGS:
+        if not all((algo, t) in ours and (algo, t) in theirs for t in tasks):
+            rows.append([NAMES[algo], "missing", "missing", "", ""])
+            continue
+        runs = min(len(d[(algo, t)]) for d in (ours, theirs) for t in tasks)
+        mats = {"heron": matrix(ours, algo, tasks, runs), "d3rlpy": matrix(theirs, algo, tasks, runs)}
+        agg = aggregates(mats, args.reps, 0)
+        poi = probability_of_improvement(mats, args.reps, 0)["d3rlpy,heron"]  # P(d3rlpy > heron)
+        iqm = {lib: agg[lib]["IQM"] for lib in mats}
+        rows.append([NAMES[algo], f"{iqm['heron'][0]:.1f} [{iqm['heron'][1]:.1f}, {iqm['heron'][2]:.1f}]",
+                     f"{iqm['d3rlpy'][0]:.1f} [{iqm['d3rlpy'][1]:.1f}, {iqm['d3rlpy'][2]:.1f}]",
+                     f"{1 - poi[0]:.2f} [{1 - poi[2]:.2f}, {1 - poi[1]:.2f}]", str(runs)])
+        for t in tasks:
+            details.append([NAMES[algo], t, f"{np.mean(ours[(algo, t)]):.1f} ± {np.std(ours[(algo, t)]):.1f}",
+                            f"{np.mean(theirs[(algo, t)]):.1f} ± {np.std(theirs[(algo, t)]):.1f}"])
+    print(C.header("offline scores vs d3rlpy", "-", C.loadavg(), ("jax", "flax", "optax", "d3rlpy", "torch")))
+    print()
+    print(f"Tasks: {', '.join(tasks)}; 5k updates, 64x64 networks, batch 256; final normalised score, "
+          f"10 episodes; IQM over seeds x tasks with 95% stratified bootstrap CIs ({args.reps} resamples).")
+    print()
+    print(C.md_table(["algorithm", "heron IQM [95% CI]", "d3rlpy IQM [95% CI]", "P(heron > d3rlpy) [95% CI]",
+                      "seeds"], rows))
+    print()
+    print(C.md_table(["algorithm", "dataset", "heron mean ± std", "d3rlpy mean ± std"], details))
+
+
+if __name__ == "__main__":
+    main()
