@@ -147,7 +147,9 @@ def main() -> None:
         return
     done = json.loads(args.out.read_text()) if args.out.exists() else []
     have = {(r["algo"], r["dataset"], r["seed"]) for r in done}
-    for cell in suite.cells:
+    # dataset by dataset, so that a shortened run still has every algorithm on the first datasets
+    order = {t: i for i, t in enumerate(dict.fromkeys(c.task for c in suite.cells))}
+    for cell in sorted(suite.cells, key=lambda c: order[c.task]):
         hidden = int(next(o for o in cell.overrides if o.startswith("actor_hidden=")).split("=")[1].split(",")[0])
         for seed in cell.seeds:
             if (cell.algo, cell.task, seed) in have:

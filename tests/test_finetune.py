@@ -216,8 +216,40 @@ def test_finetune_continues_an_offline_run_with_its_history(dataset_dir, tmp_pat
     parent_evals = _rows(parent, "eval.csv")[1:]
     assert _rows(child, "eval.csv")[1:len(parent_evals) + 1] == parent_evals
     assert max(int(r.split(",")[0]) for r in _rows(child, "eval.csv")[1:]) == 200 + 300
+
+
+def test_finetune_run_resumes_exactly_from_an_online_checkpoint_or_the_switch(dataset_dir, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["train", "iql", "--dataset", str(dataset_dir), "--steps", "200", "--eval-episodes", "2",
+                 "--no-progress", "--runs-dir", str(runs), *SMALL]) == 0
+    parent = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(["finetune", str(parent), "--online-steps", "400", "--checkpoint-every", "100", "--eval-episodes", "2",
+                 "--no-progress", "--runs-dir", str(runs)]) == 0
+    child = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    steps = sorted(p.name for p in (child / "checkpoints").iterdir() if p.name.startswith("step_"))
+
+    for keep in (1, 0):  # killed after one online checkpoint; killed before the first one
+        copy = runs / f"{child.name}-copy{keep}"
+        shutil.copytree(child, copy)
+        for name in steps[keep:]:
+            shutil.rmtree(copy / "checkpoints" / name)
+        if keep:
+            (copy / "checkpoints" / "latest").write_text(steps[keep - 1])
+        else:
+            (copy / "checkpoints" / "latest").unlink()
+        (copy / "finetune.json").unlink()
+        assert main(["train", "--resume", str(copy), "--no-progress"]) == 0
+        assert _final_tree_bytes(copy) == _final_tree_bytes(child)
+        assert _rows(copy, "eval.csv") == _rows(child, "eval.csv")
+        assert _rows(copy, "metrics.csv") == _rows(child, "metrics.csv")
+        assert json.loads((copy / "finetune.json").read_text()) == json.loads((child / "finetune.json").read_text())
+        assert json.loads((copy / "status.json").read_text())["resumed"] == 1
+
+    shutil.rmtree(parent)  # the pre-trained agent is gone: one clear error, nothing changed
+    before = (child / "eval.csv").read_bytes()
     assert main(["train", "--resume", str(child)]) == 2
-    assert "does not resume yet" in capsys.readouterr().err
+    assert "which is gone" in capsys.readouterr().err
+    assert (child / "eval.csv").read_bytes() == before
 
 
 # --------------------------------------------------------------------------------- RLPD
@@ -265,3 +297,28 @@ def jnp_arr(x):
     import jax.numpy as jnp
 
     return jnp.asarray(x, jnp.float32)
+
+
+def test_bench_report_separates_switch_rules_and_shows_the_switch(dataset_dir, tmp_path):
+    from heron.experiments.bench import cell_runs, load_suite, suite_dir
+
+    hidden = '["actor_hidden=16,16", "critic_hidden=16,16", "batch_size=32"]'
+    grid = f'algos = ["iql"]\ndatasets = ["{dataset_dir}"]\nsteps = 200\nonline_steps = 300\noverrides = {{ iql = {hidden} }}\n'
+    toml = tmp_path / "o2o.toml"
+    toml.write_text(f'name = "o2o"\nseeds = 1\neval_episodes = 2\n[[grid]]\n{grid}[[grid]]\n{grid}finetune_method = "wsrl"\n')
+    suite = load_suite(toml)
+    assert [c.label for c in suite.cells] == ["iql", "iql+wsrl"] and suite.algos == ["iql", "iql+wsrl"]
+    assert main(["bench", "run", str(toml), "--root", str(tmp_path / "bench"), "--reps", "200"]) == 0
+    root = suite_dir(suite, tmp_path / "bench")
+    scores = json.loads((root / "report" / "scores.json").read_text())
+    task = str(dataset_dir)
+    assert set(scores["final"]) == {f"iql|{task}", f"iql+wsrl|{task}"}  # two methods, not one "iql" of 2 runs
+    rows = {r["algo"]: r for r in scores["switch"]}
+    for cell in suite.cells:
+        summary = json.loads((cell_runs(root, cell)[0] / "finetune.json").read_text())
+        row = rows[cell.label]
+        assert row["runs"] == 1 and row["pre_switch"] == pytest.approx(summary["pre_switch_score"])
+        assert row["dip_percent"] == pytest.approx(summary["dip_percent"])
+        assert row["final"] == pytest.approx(summary["final_score"])
+        assert row["recovered"] == (summary["steps_to_recover"] is not None)
+    assert "## The switch" in (root / "report" / "report.md").read_text()

@@ -44,9 +44,11 @@ def add_bench_parser(sub) -> None:
 def _cmd_list(args, extra) -> int:
     from heron.experiments.bench import load_suite, shipped_suites
 
-    for name, path in sorted(shipped_suites().items()):
+    suites = sorted(shipped_suites().items())
+    width = max((len(name) for name, _ in suites), default=0)
+    for name, path in suites:
         suite = load_suite(path)
-        print(f"{name:18s} {len(suite.cells):4d} cells  {suite.description}")
+        print(f"{name:{width}s} {len(suite.cells):4d} cells  {suite.description}")
     return 0
 
 

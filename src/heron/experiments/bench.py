@@ -74,6 +74,12 @@ class Cell:
     finetune_method: str | None = None
 
     @property
+    def label(self) -> str:
+        """How reports name the cell's method: the algorithm, plus the switch rule when one is chosen
+        (IQL fine-tuned under WSRL's rule is "iql+wsrl", not IQL)."""
+        return f"{self.algo}+{self.finetune_method}" if self.finetune_method else self.algo
+
+    @property
     def key(self) -> str:
         """Directory name of the cell: readable, and unique for the cell's whole definition."""
         seeds = f"s{self.seeds[0]}" if len(self.seeds) == 1 else f"s{self.seeds[0]}-{self.seeds[-1]}x{len(self.seeds)}"
@@ -102,7 +108,8 @@ class Suite:
 
     @property
     def algos(self) -> list[str]:
-        return list(dict.fromkeys(c.algo for c in self.cells))
+        """The methods (cell labels) in declaration order."""
+        return list(dict.fromkeys(c.label for c in self.cells))
 
     @property
     def tasks(self) -> list[str]:

@@ -36,6 +36,7 @@ from heron.experiments.bench import Suite, cell_status, shipped_suites, slug
 @dataclass
 class RunScores:
     algo: str
+    """The cell's label (the algorithm, plus its switch rule when the suite names one)."""
     task: str
     seeds: list[int]
     final: list[float]
@@ -79,7 +80,7 @@ def collect_scores(suite: Suite, root: Path) -> tuple[list[RunScores], list[str]
         if not steps:
             missing.append(cell.key)
             continue
-        scores.append(RunScores(cell.algo, cell.task, list(cell.seeds), curve[-1].tolist(), steps, curve.tolist(),
+        scores.append(RunScores(cell.label, cell.task, list(cell.seeds), curve[-1].tolist(), steps, curve.tolist(),
                                 normalised, str(path)))
     return scores, missing
 
@@ -224,6 +225,30 @@ def _fmt(x: float) -> str:
     return "—" if x is None or not np.isfinite(x) else f"{x:.1f}"
 
 
+def switch_table(scores: list[RunScores]) -> list[dict]:
+    """Offline→online runs: per method and task, the switch metrics of each run's finetune.json
+    (pre-switch score, dip % of it, env steps until the online curve is back to it, final score)."""
+    from heron.experiments.finetune import SUMMARY_FILE
+
+    by: dict[tuple[str, str], list[dict]] = {}
+    for s in scores:
+        path = Path(s.run) / SUMMARY_FILE
+        summary = _fs.read_json(path) if path.is_file() else {}
+        if "pre_switch_score" in summary:  # none when the run had no offline evaluation (e.g. RLPD from scratch)
+            by.setdefault((s.algo, s.task), []).append(summary)
+    rows = []
+    for (algo, task), runs in by.items():
+        recovered = [r["steps_to_recover"] for r in runs if r.get("steps_to_recover") is not None]
+        rows.append({"algo": algo, "task": task, "runs": len(runs),
+                     "pre_switch": float(np.mean([r["pre_switch_score"] for r in runs])),
+                     "dip_percent": float(np.mean([r["dip_percent"] for r in runs])),
+                     "dip_percent_max": float(np.max([r["dip_percent"] for r in runs])),
+                     "recovered": len(recovered),
+                     "steps_to_recover_median": float(np.median(recovered)) if recovered else None,
+                     "final": float(np.mean([r["final_score"] for r in runs]))})
+    return rows
+
+
 def write_report(suite: Suite, root: Path, *, reps: int = 5000, seed: int = 0) -> Path:
     """Write SUITE_DIR/report/{report.md, report.html, *.png, scores.json}; returns report.md."""
     if reps < 100:
@@ -275,7 +300,7 @@ def write_report(suite: Suite, root: Path, *, reps: int = 5000, seed: int = 0) -
     summary = {"suite": suite.name, "made": made, "reps": reps, "seed": seed,
                "aggregates": {r["label"]: {k: r[k] for k in ("tasks", "runs", "aggregates", "probability_of_improvement")}
                               for r in results},
-               "table": table, "missing_cells": missing,
+               "table": table, "switch": switch_table(scores), "missing_cells": missing,
                "final": {f"{s.algo}|{s.task}": [] for s in scores}}
     for s in scores:
         summary["final"][f"{s.algo}|{s.task}"].extend(s.final)
@@ -299,6 +324,18 @@ def write_report(suite: Suite, root: Path, *, reps: int = 5000, seed: int = 0) -
             line += f" {_fmt(r['reference_mean'])} ({r['reference_seeds']}) |" if r["reference_mean"] is not None \
                 else " — |"
         md.append(line)
+    if summary["switch"]:
+        md += ["", "## The switch (offline→online runs)", "",
+               "Means over runs of each run's `finetune.json`: the last offline evaluation, the dip (how far the "
+               "online evaluations fall below it before first reaching it again, % of it), how many runs got back "
+               "to it and the median env steps that took, and the final score.", "",
+               "| method | task | runs | before the switch | dip (mean / worst) | recovered | median steps to recover | final |",
+               "|---|---|---|---|---|---|---|---|"]
+        for r in summary["switch"]:
+            steps = _fmt(r["steps_to_recover_median"]) if r["steps_to_recover_median"] is not None else "—"
+            md.append(f"| {r['algo']} | {r['task']} | {r['runs']} | {_fmt(r['pre_switch'])} | "
+                      f"{_fmt(r['dip_percent'])}% / {_fmt(r['dip_percent_max'])}% | {r['recovered']}/{r['runs']} | "
+                      f"{steps} | {_fmt(r['final'])} |")
     for r in results:
         agg, poi = r["aggregates"], r["probability_of_improvement"]
         md += ["", f"## Aggregates (rliable): {r['label']}", "",

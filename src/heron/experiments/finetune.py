@@ -8,7 +8,9 @@ so `heron train --resume RUN_DIR` continues either phase exactly.
 
 `heron finetune PARENT` starts a new run from a finished offline run's last checkpoint: the new
 run's config records the parent, and its history starts with the parent's evaluations (the
-offline phase), so its curve shows the offline phase, the switch and the online phase.
+offline phase), so its curve shows the offline phase, the switch and the online phase. Its config
+records every setting of the online phase, so `heron train --resume RUN_DIR` continues it exactly too
+(from its newest online checkpoint, or from the switch when it was killed before the first one).
 
 `finetune.json` in the run directory holds the switch metrics (pre-switch score, dip % and
 steps to recover, final score), and report.md shows them with the curve.
@@ -20,6 +22,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -30,6 +33,9 @@ from heron.errors import HeronError
 from heron.tracking.run import PROVENANCE_FILE, Run, default_runs_root
 
 SUMMARY_FILE = "finetune.json"
+_HISTORY_FILE = "finetune_start.json"
+"""A `heron finetune` run's log lengths once the parent's history is copied in: a run killed before
+its first online checkpoint is cut back to them and restarted from the switch."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,82 +257,151 @@ def finetune_run(parent_dir: Path, *, env_id: str | None, online_steps: int, met
                  eval_episodes: int = 10, checkpoint_every: int = 0, runs_root: Path | None = None,
                  progress: bool = True, argv: list[str] | None = None) -> Path:
     """A new run continuing `parent_dir`'s offline agent online."""
-    from heron.experiments.train import (
-        RunCallbacks,
-        load_request,
-        tracked,
-        write_report,
-    )
-    from heron.experiments.train_offline import _load_dataset
-    from heron.loops import finetune, offline
-
     if online_steps < 1:
         raise HeronError(f"--online-steps must be at least 1, got {online_steps}")
     parent = Run.open(parent_dir)
     if parent.config.get("loop") != "offline":
         raise HeronError(f"{parent.path.name} is not an offline run (loop {parent.config.get('loop')!r}): "
                          "`heron finetune` continues runs made by `heron train ALGO --dataset D`")
-    preq, spec, agent_cfg = load_request(parent)
-    finetune.check_finetunable(spec)
     if not 0 <= parent_seed < int(parent.config.get("seeds", 1)):
         raise HeronError(f"--parent-seed {parent_seed} is out of range: {parent.path.name} trained "
                          f"{parent.config.get('seeds', 1)} seeds (0..{int(parent.config.get('seeds', 1)) - 1})")
     env_id = env_id or parent.config.get("env")
     if not env_id:
         raise HeronError(f"{parent.path.name} has no env: pass --env ID for the online phase")
-    rule = finetune.resolve_rule(spec, method, keep_offline_data=keep_offline_data, warmup_steps=warmup_steps,
-                                 updates_per_step=updates_per_step)
-    info = dict(parent.config.get("dataset") or {})
-    dataset = None
-    if rule.keep_offline_data:
-        ds, now = _load_dataset(info.get("path") or preq.dataset)
-        if now["sha256"] != info.get("sha256"):
-            raise HeronError(f"the dataset at {now['path']} changed since {parent.path.name} was trained; fine-tune "
-                             "with the original data, or pass --drop-offline-data")
-        dataset = offline.check_dataset(spec, ds)
-    evaluator = offline.PolicyEvaluator(spec, env_id, eval_episodes)
-    try:
-        obs_space, act_space = evaluator.spaces
-    finally:
-        evaluator.close()
-    template = offline.init_offline(preq.seed, preq.seeds, spec, agent_cfg, obs_space, act_space, None)
-    checkpoint = parent.load_latest_checkpoint(template)
-    if checkpoint is None:
-        raise HeronError(f"{parent.path.name} has no checkpoint: finish it first (`heron train --resume {parent.path}`)")
-    offset = int(checkpoint.step)
-    agent = offline.seed_slice(checkpoint.tree, parent_seed)
+    # Everything the online phase depends on, so `heron train --resume` rebuilds it from config.json alone.
+    settings = {"method": method, "keep_offline_data": keep_offline_data, "warmup_steps": warmup_steps,
+                "updates_per_step": updates_per_step, "parent_seed": parent_seed, "eval_every": eval_every,
+                "eval_episodes": eval_episodes, "checkpoint_every": checkpoint_every}
+    setup = _FinetuneSetup(parent, env_id, online_steps, settings)
+    agent, offset = setup.pretrained_agent()
 
-    ft = {"method": method, "rule": finetune.rule_summary(rule), "online_steps": online_steps, "switch_step": offset,
-          "env": env_id, "parent": str(parent.path), "parent_seed": parent_seed}
+    ft = {"method": method, "rule": _rule_summary(setup.rule), "online_steps": online_steps, "switch_step": offset,
+          "env": env_id, "parent": str(parent.path), "parent_seed": parent_seed, "settings": settings}
     config = {"request": parent.config["request"], "loop": "finetune", "agent": parent.config["agent"],
-              "algo": spec.name, "env": env_id, "seeds": 1, "seed": preq.seed + parent_seed,
-              "steps": offset + online_steps, "dataset": info, "finetune": ft}
-    run = Run.create(runs_root or default_runs_root(), f"{spec.name}-finetune-{env_id}", config, argv or sys.argv,
-                     preq.seed + parent_seed)
-    _fs.atomic_write_json(run.path / PROVENANCE_FILE, {**run.provenance, "dataset": info, "parent": str(parent.path)})
-    normalise = _normaliser(info)
+              "algo": setup.spec.name, "env": env_id, "seeds": 1, "seed": setup.seed,
+              "steps": offset + online_steps, "dataset": setup.info, "finetune": ft}
+    run = Run.create(runs_root or default_runs_root(), f"{setup.spec.name}-finetune-{env_id}", config,
+                     argv or sys.argv, setup.seed)
+    _fs.atomic_write_json(run.path / PROVENANCE_FILE, {**run.provenance, "dataset": setup.info,
+                                                       "parent": str(parent.path)})
     # The offline phase's history, so this run's curve starts with it.
+    seeds = int(parent.config.get("seeds", 1))
     for step, returns in parent.eval_table():
         if step <= offset:
             returns = np.asarray(returns)
-            per_seed = returns.reshape(int(parent.config.get("seeds", 1)), -1)[parent_seed] if returns.size % max(
-                int(parent.config.get("seeds", 1)), 1) == 0 else returns
+            per_seed = returns.reshape(seeds, -1)[parent_seed] if returns.size % max(seeds, 1) == 0 else returns
             run.log_eval(step, per_seed)
             extra = {"eval/return": float(np.mean(per_seed))}
-            if normalise is not None:
-                extra["eval/normalized_score"] = _score(per_seed, normalise)
+            if setup.normalise is not None:
+                extra["eval/normalized_score"] = _score(per_seed, setup.normalise)
             run.log(step, extra)
-    phase = _phase({"seed": preq.seed + parent_seed, "eval_episodes": eval_episodes, "online_eval_every": eval_every,
-                    "online_checkpoint_every": checkpoint_every}, env_id, online_steps)
-    callbacks = RunCallbacks(run, offset + online_steps, progress)
-    if callbacks.bar is not None:
-        callbacks.bar.update(offset)
-    with tracked(run, callbacks, "interrupted by the user (Ctrl-C); start a new `heron finetune PARENT`"):
-        _run_online(run, spec, agent_cfg, rule, phase, dataset, agent, offset, normalise, callbacks)
-    write_report(run)
-    write_finetune_report(run)
-    run.finish("finished")
-    return run.path
+    from heron.tracking.checkpoint import _log_bytes
+
+    run.sync()
+    _fs.atomic_write_json(run.path / _HISTORY_FILE, {"step": offset, "log_bytes": _log_bytes(run.path)})
+    return setup.run_online(run, agent, offset, progress, resume=False)
+
+
+def resume_finetune(run_dir: Path, *, progress: bool = True) -> Path:
+    """Continue a killed or interrupted `heron finetune` run from its newest online checkpoint (or, with
+    none yet, from the switch), exactly as if it had not stopped."""
+    run = Run.open(run_dir)
+    ft = run.config.get("finetune") or {}
+    if "settings" not in ft:
+        raise HeronError(f"{run.path.name} was made by an older heron whose `heron finetune` runs did not record "
+                         f"their settings; start it again with `heron finetune {ft.get('parent')}`")
+    parent_dir = Path(ft["parent"])
+    if not parent_dir.is_dir():
+        raise HeronError(f"{run.path.name} continues {parent_dir}, which is gone: it holds the pre-trained agent; "
+                         "restore it (`heron runs import`) or start a new `heron finetune`")
+    setup = _FinetuneSetup(Run.open(parent_dir), ft["env"], int(ft["online_steps"]), ft["settings"])
+    if setup.info.get("sha256") != (run.config.get("dataset") or {}).get("sha256"):
+        raise HeronError(f"{parent_dir.name} no longer matches the dataset {run.path.name} started from; "
+                         "start a new `heron finetune`")
+    offset = int(ft["switch_step"])
+    kind, _ = _latest_phase(run, offset)
+    if kind == "online":
+        return setup.run_online(run, setup.template_agent(), offset, progress, resume=True)
+    agent, parent_offset = setup.pretrained_agent()
+    if parent_offset != offset:
+        raise HeronError(f"{parent_dir.name}'s newest checkpoint is at step {parent_offset}, not the switch step "
+                         f"{offset} {run.path.name} started from; start a new `heron finetune`")
+    # Killed before the first online checkpoint: back to the copied history, and again from the switch.
+    mark = _fs.read_json(run.path / _HISTORY_FILE)
+    run.resume(SimpleNamespace(step=offset, log_bytes={k: int(v) for k, v in mark["log_bytes"].items()}))
+    return setup.run_online(run, agent, offset, progress, resume=False)
+
+
+def _rule_summary(rule) -> dict:
+    from heron.loops import finetune
+
+    return finetune.rule_summary(rule)
+
+
+class _FinetuneSetup:
+    """What a `heron finetune` run's online phase is made of: parent, agent, rule, data, phase."""
+
+    def __init__(self, parent: Run, env_id: str, online_steps: int, settings: dict):
+        from heron.experiments.train import load_request
+        from heron.experiments.train_offline import _load_dataset
+        from heron.loops import finetune, offline
+
+        self.parent, self.env_id, self.online_steps, self.settings = parent, env_id, online_steps, settings
+        self.preq, self.spec, self.agent_cfg = load_request(parent)
+        finetune.check_finetunable(self.spec)
+        self.rule = finetune.resolve_rule(self.spec, settings["method"], keep_offline_data=settings["keep_offline_data"],
+                                          warmup_steps=settings["warmup_steps"],
+                                          updates_per_step=settings["updates_per_step"])
+        self.info = dict(parent.config.get("dataset") or {})
+        self.dataset = None
+        if self.rule.keep_offline_data:
+            ds, now = _load_dataset(self.info.get("path") or self.preq.dataset)
+            if now["sha256"] != self.info.get("sha256"):
+                raise HeronError(f"the dataset at {now['path']} changed since {parent.path.name} was trained; "
+                                 "fine-tune with the original data, or pass --drop-offline-data")
+            self.dataset = offline.check_dataset(self.spec, ds)
+        evaluator = offline.PolicyEvaluator(self.spec, env_id, settings["eval_episodes"])
+        try:
+            self.obs_space, self.act_space = evaluator.spaces
+        finally:
+            evaluator.close()
+        self.seed = self.preq.seed + settings["parent_seed"]
+        self.normalise = _normaliser(self.info)
+        self.template = offline.init_offline(self.preq.seed, self.preq.seeds, self.spec, self.agent_cfg,
+                                             self.obs_space, self.act_space, None)
+
+    def template_agent(self):
+        from heron.loops import offline
+
+        return offline.seed_slice(self.template, 0)
+
+    def pretrained_agent(self):
+        """(the parent's agent for parent_seed, the step of its newest checkpoint)."""
+        from heron.loops import offline
+
+        checkpoint = self.parent.load_latest_checkpoint(self.template)
+        if checkpoint is None:
+            raise HeronError(f"{self.parent.path.name} has no checkpoint: finish it first "
+                             f"(`heron train --resume {self.parent.path}`)")
+        return offline.seed_slice(checkpoint.tree, self.settings["parent_seed"]), int(checkpoint.step)
+
+    def run_online(self, run: Run, agent, offset: int, progress: bool, resume: bool) -> Path:
+        from heron.experiments.train import RunCallbacks, tracked, write_report
+
+        s = self.settings
+        phase = _phase({"seed": self.seed, "eval_episodes": s["eval_episodes"], "online_eval_every": s["eval_every"],
+                        "online_checkpoint_every": s["checkpoint_every"]}, self.env_id, self.online_steps)
+        callbacks = RunCallbacks(run, offset + self.online_steps, progress)
+        if callbacks.bar is not None:
+            callbacks.bar.update(offset)
+        with tracked(run, callbacks, f"interrupted by the user (Ctrl-C); continue with `heron train --resume {run.path}`"):
+            _run_online(run, self.spec, self.agent_cfg, self.rule, phase, self.dataset, agent, offset, self.normalise,
+                        callbacks, resume_tree=True if resume else None)
+        write_report(run)
+        write_finetune_report(run)
+        run.finish("finished")
+        return run.path
 
 
 # ---------------------------------------------------------------------------------------------

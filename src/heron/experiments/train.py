@@ -356,9 +356,9 @@ def load_request(run: Run) -> tuple[TrainRequest, AgentSpec, object]:
 def resume_run(run_dir: Path, *, progress: bool = True) -> Path:
     run = Run.open(run_dir)
     if run.config.get("loop") == "finetune":
-        parent = (run.config.get("finetune") or {}).get("parent")
-        raise HeronError(f"{run.path.name} was started by `heron finetune`, which does not resume yet: start it again "
-                         f"with `heron finetune {parent}` (offline→online runs of `heron train --online-steps` resume)")
+        from heron.experiments.finetune import resume_finetune
+
+        return resume_finetune(run.path, progress=progress)
     req, _, _ = load_request(run)
     return train(req, progress=progress, resume=run.path)
 
