@@ -7,16 +7,14 @@ data, envs and tracking sit beside the core. See docs/architecture.md.
 import os
 
 # jaxlib 0.10.2's CPU runtime intermittently hangs forever (every XLA worker idle, the main
-# thread waiting on a result) on heron's vmapped compiled loop: 2 hangs in 7 repeated runs of
-# its resume/vmap tests with Eigen threading off and async dispatch off, 0 in 8 once XLA's
-# legacy (non-thunk) CPU runtime was used as well. So heron defaults to that runtime and to
-# single-threaded Eigen; measured cost: SAC updates/s on HalfCheetah shapes ~190 -> ~142 (K=50).
-# Name either flag in XLA_FLAGS yourself to choose otherwise. Must run before JAX creates
-# its CPU backend.
+# thread waiting on a result) on heron's vmapped compiled loop. heron's mitigations: single-threaded
+# Eigen here and synchronous dispatch below (name the flag in XLA_FLAGS yourself to choose
+# otherwise). It no longer sets --xla_cpu_use_thunk_runtime=false: jaxlib 0.10.2 ignores that flag
+# (the same executable with either value) and warned about it on every command. Must run before
+# JAX creates its CPU backend.
 _xla_flags = os.environ.get("XLA_FLAGS", "")
-for _flag, _default in (("xla_cpu_multi_thread_eigen", "false"), ("xla_cpu_use_thunk_runtime", "false")):
-    if _flag not in _xla_flags:
-        _xla_flags += f" --{_flag}={_default}"
+if "xla_cpu_multi_thread_eigen" not in _xla_flags:
+    _xla_flags += " --xla_cpu_multi_thread_eigen=false"
 os.environ["XLA_FLAGS"] = _xla_flags.strip()
 
 import jax  # noqa: E402
