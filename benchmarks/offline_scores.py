@@ -5,20 +5,21 @@ and CQL on the demo's Pendulum datasets, 5k updates, 64x64 networks, 5 seeds), r
 `heron bench run`. d3rlpy's side is trained here, one run per (algorithm, dataset, seed), on the same
 heron dataset files converted to a d3rlpy `MDPDataset`:
 
-* networks 64x64 (VectorEncoderFactory([64, 64])) for every actor, critic and value function;
+* networks 64x64 (VectorEncoderFactory([64, 64])) for every actor and critic; IQL's value function
+  2x256, as heron's suite leaves it at IQL's default;
 * batch 256 for every algorithm (d3rlpy's AWAC default is 1024, BC's 100);
 * the same number of gradient updates (`fit(n_steps=...)`);
-* d3rlpy's defaults otherwise, plus the preprocessing its own reproduction scripts give each method:
-  TD3+BC standardises observations (StandardObservationScaler), IQL scales rewards to a return
-  range of 1000 (ReturnBasedRewardScaler(multiplier=1000)); every method gets the action bounds
-  (MinMaxActionScaler with Pendulum's [-2, 2]) so its tanh policy covers the action space;
-* CQL with n_action_samples=10 (heron's num_sampled_actions is also 10);
+* d3rlpy's defaults otherwise, plus the preprocessing heron's versions use: TD3+BC and CQL
+  standardise observations (StandardObservationScaler), IQL scales rewards to a return range of 1000
+  (ReturnBasedRewardScaler(multiplier=1000)); every method gets the action bounds (MinMaxActionScaler
+  with Pendulum's [-2, 2]) so its tanh policy covers the action space;
+* CQL as heron's default variant: fixed penalty weight 5 (conservative_weight=5, alpha_learning_rate=0,
+  initial_alpha=1: no Lagrange tuning) and 10 sampled actions per source (n_action_samples=10);
 * evaluation: 10 deterministic episodes in Pendulum-v1 after the last update (heron's suite
   evaluates its last checkpoint the same way), normalised with the dataset's reference returns.
 
-d3rlpy turns the final step of a truncated episode into a transition whose next observation is zeros
-(its flat layout keeps no final observation); heron keeps the real one. That is d3rlpy's behaviour,
-left as it is: 1 transition in 200 on Pendulum.
+Dataset conversion: see `to_d3rlpy` (every heron transition becomes a d3rlpy transition with the same
+next observation).
 
 Aggregates: rliable IQM with 95% stratified bootstrap CIs over seeds x datasets for each library and
 algorithm, and P(heron > d3rlpy), with heron's report code (`heron.experiments.bench_report`).
@@ -51,10 +52,27 @@ NAMES = {"bc": "BC", "td3bc": "TD3+BC", "iql": "IQL", "cql": "CQL", "awac": "AWA
 
 
 def to_d3rlpy(ds):
+    """The same transitions as a d3rlpy MDPDataset. d3rlpy keeps one observation per step and drops the
+    last step of an episode that did not terminate (it has no next observation), so each truncated
+    episode gets its final observation appended as an extra step (action 0, reward 0, timeout): every
+    heron transition, with its real next observation, is then a d3rlpy transition."""
     import d3rlpy
 
-    return d3rlpy.dataset.MDPDataset(observations=ds.observations[ds.obs_index()], actions=ds.actions,
-                                     rewards=ds.rewards, terminals=ds.terminations, timeouts=ds.truncations)
+    obs, act, rew, term, tout = [], [], [], [], []
+    for e in range(ds.num_episodes):
+        s, t = int(ds.episode_starts[e]), int(ds.episode_starts[e + 1])
+        n, terminated = t - s, bool(ds.terminations[t - 1])
+        rows = n if terminated else n + 1
+        obs.append(ds.observations[s + e:s + e + rows])
+        act.append(np.concatenate([ds.actions[s:t], np.zeros((rows - n, *ds.actions.shape[1:]), ds.actions.dtype)]))
+        rew.append(np.concatenate([ds.rewards[s:t], np.zeros(rows - n, ds.rewards.dtype)]))
+        end = np.zeros(rows, bool)
+        end[-1] = True
+        term.append(end & terminated)
+        tout.append(end & (not terminated))
+    return d3rlpy.dataset.MDPDataset(observations=np.concatenate(obs), actions=np.concatenate(act),
+                                     rewards=np.concatenate(rew), terminals=np.concatenate(term),
+                                     timeouts=np.concatenate(tout))
 
 
 def d3rlpy_algo(algo: str, hidden: int, batch: int, low, high, seed: int):
@@ -66,12 +84,13 @@ def d3rlpy_algo(algo: str, hidden: int, batch: int, low, high, seed: int):
         kw["encoder_factory"] = enc
     else:
         kw.update(actor_encoder_factory=enc, critic_encoder_factory=enc)
-    if algo == "iql":
-        kw.update(value_encoder_factory=enc, reward_scaler=d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=1000.0))
-    if algo == "td3bc":
+    if algo == "iql":  # heron's suite leaves IQL's value network at its default 2x256
+        kw.update(value_encoder_factory=d3rlpy.models.VectorEncoderFactory([256, 256]),
+                  reward_scaler=d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=1000.0))
+    if algo in ("td3bc", "cql"):  # both standardise states in heron too
         kw["observation_scaler"] = d3rlpy.preprocessing.StandardObservationScaler()
-    if algo == "cql":
-        kw["n_action_samples"] = 10
+    if algo == "cql":  # heron's CQL: fixed alpha = 5 (no Lagrange tuning), 10 actions per source
+        kw.update(n_action_samples=10, conservative_weight=5.0, alpha_learning_rate=0.0, initial_alpha=1.0)
     d3rlpy.seed(seed)
     return getattr(d3rlpy.algos, CONFIGS[algo])(**kw).create(device="cpu:0")
 
