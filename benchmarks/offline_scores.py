@@ -9,7 +9,7 @@ heron dataset files converted to a d3rlpy `MDPDataset`:
   2x256, as heron's suite leaves it at IQL's default;
 * batch 256 for every algorithm (d3rlpy's AWAC default is 1024, BC's 100);
 * the same number of gradient updates (`fit(n_steps=...)`);
-* d3rlpy's defaults otherwise, plus the preprocessing heron's versions use: TD3+BC and CQL
+* d3rlpy's defaults otherwise, plus the preprocessing heron's versions use: BC, TD3+BC, CQL and AWAC
   standardise observations (StandardObservationScaler), IQL scales rewards to a return range of 1000
   (ReturnBasedRewardScaler(multiplier=1000)); every method gets the action bounds (MinMaxActionScaler
   with Pendulum's [-2, 2]) so its tanh policy covers the action space;
@@ -87,7 +87,7 @@ def d3rlpy_algo(algo: str, hidden: int, batch: int, low, high, seed: int):
     if algo == "iql":  # heron's suite leaves IQL's value network at its default 2x256
         kw.update(value_encoder_factory=d3rlpy.models.VectorEncoderFactory([256, 256]),
                   reward_scaler=d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=1000.0))
-    if algo in ("td3bc", "cql"):  # both standardise states in heron too
+    if algo != "iql":  # heron's BC, TD3+BC, CQL and AWAC standardise states by default (IQL does not)
         kw["observation_scaler"] = d3rlpy.preprocessing.StandardObservationScaler()
     if algo == "cql":  # heron's CQL: fixed alpha = 5 (no Lagrange tuning), 10 actions per source
         kw.update(n_action_samples=10, conservative_weight=5.0, alpha_learning_rate=0.0, initial_alpha=1.0)
