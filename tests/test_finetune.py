@@ -228,8 +228,9 @@ def test_finetune_run_resumes_exactly_from_an_online_checkpoint_or_the_switch(da
     child = Path(capsys.readouterr().out.strip().splitlines()[-1])
     steps = sorted(p.name for p in (child / "checkpoints").iterdir() if p.name.startswith("step_"))
 
-    for keep in (1, 0):  # killed after one online checkpoint; killed before the first one
-        copy = runs / f"{child.name}-copy{keep}"
+    # killed after one online checkpoint; before the first one; while the parent's history was being copied
+    for keep, marker in ((1, True), (0, True), (0, False)):
+        copy = runs / f"{child.name}-copy{keep}{marker}"
         shutil.copytree(child, copy)
         for name in steps[keep:]:
             shutil.rmtree(copy / "checkpoints" / name)
@@ -237,6 +238,8 @@ def test_finetune_run_resumes_exactly_from_an_online_checkpoint_or_the_switch(da
             (copy / "checkpoints" / "latest").write_text(steps[keep - 1])
         else:
             (copy / "checkpoints" / "latest").unlink()
+        if not marker:
+            (copy / "finetune_start.json").unlink()
         (copy / "finetune.json").unlink()
         assert main(["train", "--resume", str(copy), "--no-progress"]) == 0
         assert _final_tree_bytes(copy) == _final_tree_bytes(child)
@@ -245,58 +248,23 @@ def test_finetune_run_resumes_exactly_from_an_online_checkpoint_or_the_switch(da
         assert json.loads((copy / "finetune.json").read_text()) == json.loads((child / "finetune.json").read_text())
         assert json.loads((copy / "status.json").read_text())["resumed"] == 1
 
-    shutil.rmtree(parent)  # the pre-trained agent is gone: one clear error, nothing changed
-    before = (child / "eval.csv").read_bytes()
-    assert main(["train", "--resume", str(child)]) == 2
+    # without an online checkpoint the pre-trained agent is needed: its run gone, one clear error, nothing changed
+    copy = runs / f"{child.name}-orphan"
+    shutil.copytree(child, copy)
+    shutil.rmtree(copy / "checkpoints")
+    shutil.rmtree(parent)
+    before = (copy / "eval.csv").read_bytes()
+    assert main(["train", "--resume", str(copy)]) == 2
     assert "which is gone" in capsys.readouterr().err
-    assert (child / "eval.csv").read_bytes() == before
-
-
-# --------------------------------------------------------------------------------- RLPD
-
-
-def test_symmetric_sampling_takes_half_of_each_batch_from_the_offline_rows():
-    import jax.numpy as jnp
-
-    from heron.data.replay import replay_add, replay_init, replay_sample_mixed
-    from heron.types import Transition
-
-    buffer = replay_init(100, (1,), jnp.float32, (1,), jnp.float32)
-    rows = lambda n, r: Transition(jnp.arange(n, dtype=jnp.float32)[:, None], jnp.zeros((n, 1)), jnp.full((n,), r),
-                                   jnp.zeros((n, 1)), jnp.zeros(n), jnp.zeros(n))
-    buffer = replay_add(replay_add(buffer, rows(60, 1.0)), rows(5, 2.0))  # 60 offline rows, then 5 online
-    batch = replay_sample_mixed(buffer, jax.random.PRNGKey(0), 64, offline_rows=60, offline_fraction=0.5)
-    reward = np.asarray(batch.reward)
-    assert (reward == 1.0).sum() == 32 and (reward == 2.0).sum() == 32  # never an empty row (reward 0)
-    assert (reward[:32] == 1.0).sum() not in (0, 32)  # shuffled: any slice mixes both
-
-
-def test_rlpd_update_makes_g_critic_steps_and_one_policy_step():
-    from heron.agents import rlpd
-
-    ds = random_dataset(num_episodes=2)
-    spec = get_agent("rlpd")
-    cfg = spec.config(actor_hidden=(16, 16), critic_hidden=(16, 16), batch_size=24, utd_ratio=3, num_critics=4)
-    assert spec.finetune.offline_fraction == 0.5 and spec.finetune.warmup_random
-    agent = spec.init(jax.random.PRNGKey(0), ds.observation_space, ds.action_space, cfg)
-    batch = jax.tree.map(lambda x: x[:24], ds.transitions())
-    new, metrics = spec.update(agent, batch, jax.random.PRNGKey(1), cfg)
-    assert int(new.step) == 1 and int(new.critic_opt_state[0].count) == 3 and int(new.actor_opt_state[0].count) == 1
-    # the backup: min over the M drawn target critics, minus the entropy term; the actor uses the ensemble mean
-    y = rlpd.redq_target(jnp_arr([1.0]), jnp_arr([0.0]), jnp_arr([[3.0], [5.0]]), jnp_arr([0.5]), 0.2, 0.9, True)
-    assert float(y[0]) == pytest.approx(1.0 + 0.9 * (3.0 - 0.2 * 0.5))
-    loss = rlpd.ensemble_actor_loss(jnp_arr([0.5]), jnp_arr([[3.0], [5.0]]), 0.2)
-    assert float(loss) == pytest.approx(0.2 * 0.5 - 4.0)
-    with pytest.raises(HeronError, match="critic_subsample"):
-        spec.config(num_critics=2, critic_subsample=3)
-    with pytest.raises(HeronError, match="multiple of utd_ratio"):
-        spec.config(batch_size=10, utd_ratio=3)
-
-
-def jnp_arr(x):
-    import jax.numpy as jnp
-
-    return jnp.asarray(x, jnp.float32)
+    assert (copy / "eval.csv").read_bytes() == before
+    # with one, the parent is not needed
+    copy = runs / f"{child.name}-online"
+    shutil.copytree(child, copy)
+    (copy / "checkpoints" / "latest").write_text(steps[0])
+    for name in steps[1:]:
+        shutil.rmtree(copy / "checkpoints" / name)
+    assert main(["train", "--resume", str(copy), "--no-progress"]) == 0
+    assert _final_tree_bytes(copy) == _final_tree_bytes(child)
 
 
 def test_bench_report_separates_switch_rules_and_shows_the_switch(dataset_dir, tmp_path):

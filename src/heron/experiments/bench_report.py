@@ -227,7 +227,9 @@ def _fmt(x: float) -> str:
 
 def switch_table(scores: list[RunScores]) -> list[dict]:
     """Offline→online runs: per method and task, the switch metrics of each run's finetune.json
-    (pre-switch score, dip % of it, env steps until the online curve is back to it, final score)."""
+    (pre-switch score, dip % of it, env steps until the online curve is back to it, final score),
+    normalised with the dataset's references like the cells' final scores. The dip is a median: it
+    divides by the pre-switch score, so one run that scored near 0 before the switch would swamp a mean."""
     from heron.experiments.finetune import SUMMARY_FILE
 
     by: dict[tuple[str, str], list[dict]] = {}
@@ -241,7 +243,7 @@ def switch_table(scores: list[RunScores]) -> list[dict]:
         recovered = [r["steps_to_recover"] for r in runs if r.get("steps_to_recover") is not None]
         rows.append({"algo": algo, "task": task, "runs": len(runs),
                      "pre_switch": float(np.mean([r["pre_switch_score"] for r in runs])),
-                     "dip_percent": float(np.mean([r["dip_percent"] for r in runs])),
+                     "dip_percent": float(np.median([r["dip_percent"] for r in runs])),
                      "dip_percent_max": float(np.max([r["dip_percent"] for r in runs])),
                      "recovered": len(recovered),
                      "steps_to_recover_median": float(np.median(recovered)) if recovered else None,
@@ -326,10 +328,10 @@ def write_report(suite: Suite, root: Path, *, reps: int = 5000, seed: int = 0) -
         md.append(line)
     if summary["switch"]:
         md += ["", "## The switch (offline→online runs)", "",
-               "Means over runs of each run's `finetune.json`: the last offline evaluation, the dip (how far the "
-               "online evaluations fall below it before first reaching it again, % of it), how many runs got back "
-               "to it and the median env steps that took, and the final score.", "",
-               "| method | task | runs | before the switch | dip (mean / worst) | recovered | median steps to recover | final |",
+               "From each run's `finetune.json`: the last offline evaluation (mean over runs), the dip (how far the "
+               "online evaluations fall below it before first reaching it again, % of it; median and worst run), "
+               "how many runs got back to it and the median env steps that took, and the final score (mean).", "",
+               "| method | task | runs | before the switch | dip (median / worst) | recovered | median steps to recover | final |",
                "|---|---|---|---|---|---|---|---|"]
         for r in summary["switch"]:
             steps = _fmt(r["steps_to_recover_median"]) if r["steps_to_recover_median"] is not None else "—"

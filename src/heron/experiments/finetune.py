@@ -274,18 +274,26 @@ def finetune_run(parent_dir: Path, *, env_id: str | None, online_steps: int, met
                 "updates_per_step": updates_per_step, "parent_seed": parent_seed, "eval_every": eval_every,
                 "eval_episodes": eval_episodes, "checkpoint_every": checkpoint_every}
     setup = _FinetuneSetup(parent, env_id, online_steps, settings)
-    agent, offset = setup.pretrained_agent()
+    agent, offset = setup.pretrained_agent(parent)
 
     ft = {"method": method, "rule": _rule_summary(setup.rule), "online_steps": online_steps, "switch_step": offset,
-          "env": env_id, "parent": str(parent.path), "parent_seed": parent_seed, "settings": settings}
+          "env": env_id, "parent": str(parent.path.resolve()), "parent_seed": parent_seed, "settings": settings}
     config = {"request": parent.config["request"], "loop": "finetune", "agent": parent.config["agent"],
               "algo": setup.spec.name, "env": env_id, "seeds": 1, "seed": setup.seed,
               "steps": offset + online_steps, "dataset": setup.info, "finetune": ft}
     run = Run.create(runs_root or default_runs_root(), f"{setup.spec.name}-finetune-{env_id}", config,
                      argv or sys.argv, setup.seed)
     _fs.atomic_write_json(run.path / PROVENANCE_FILE, {**run.provenance, "dataset": setup.info,
-                                                       "parent": str(parent.path)})
-    # The offline phase's history, so this run's curve starts with it.
+                                                       "parent": str(parent.path.resolve())})
+    _copy_history(run, parent, offset, parent_seed, setup.normalise)
+    return setup.run_online(run, agent, offset, progress, resume=False)
+
+
+def _copy_history(run: Run, parent: Run, offset: int, parent_seed: int, normalise) -> None:
+    """The parent's evaluations up to the switch (parent_seed's returns), so the run's curve starts
+    with the offline phase; then the log lengths, for a resume before the first online checkpoint."""
+    from heron.tracking.checkpoint import _log_bytes
+
     seeds = int(parent.config.get("seeds", 1))
     for step, returns in parent.eval_table():
         if step <= offset:
@@ -293,14 +301,11 @@ def finetune_run(parent_dir: Path, *, env_id: str | None, online_steps: int, met
             per_seed = returns.reshape(seeds, -1)[parent_seed] if returns.size % max(seeds, 1) == 0 else returns
             run.log_eval(step, per_seed)
             extra = {"eval/return": float(np.mean(per_seed))}
-            if setup.normalise is not None:
-                extra["eval/normalized_score"] = _score(per_seed, setup.normalise)
+            if normalise is not None:
+                extra["eval/normalized_score"] = _score(per_seed, normalise)
             run.log(step, extra)
-    from heron.tracking.checkpoint import _log_bytes
-
     run.sync()
     _fs.atomic_write_json(run.path / _HISTORY_FILE, {"step": offset, "log_bytes": _log_bytes(run.path)})
-    return setup.run_online(run, agent, offset, progress, resume=False)
 
 
 def resume_finetune(run_dir: Path, *, progress: bool = True) -> Path:
@@ -311,25 +316,32 @@ def resume_finetune(run_dir: Path, *, progress: bool = True) -> Path:
     if "settings" not in ft:
         raise HeronError(f"{run.path.name} was made by an older heron whose `heron finetune` runs did not record "
                          f"their settings; start it again with `heron finetune {ft.get('parent')}`")
-    parent_dir = Path(ft["parent"])
-    if not parent_dir.is_dir():
-        raise HeronError(f"{run.path.name} continues {parent_dir}, which is gone: it holds the pre-trained agent; "
-                         "restore it (`heron runs import`) or start a new `heron finetune`")
-    setup = _FinetuneSetup(Run.open(parent_dir), ft["env"], int(ft["online_steps"]), ft["settings"])
-    if setup.info.get("sha256") != (run.config.get("dataset") or {}).get("sha256"):
-        raise HeronError(f"{parent_dir.name} no longer matches the dataset {run.path.name} started from; "
-                         "start a new `heron finetune`")
+    setup = _FinetuneSetup(run, ft["env"], int(ft["online_steps"]), ft["settings"])
+    if _rule_summary(setup.rule) != ft.get("rule"):
+        raise HeronError(f"this heron resolves {run.path.name}'s switch rule differently ({_rule_summary(setup.rule)} "
+                         f"instead of {ft.get('rule')}): resume it with the heron that started it")
     offset = int(ft["switch_step"])
     kind, _ = _latest_phase(run, offset)
-    if kind == "online":
+    if kind == "online":  # the checkpoint holds everything: the parent is not needed
         return setup.run_online(run, setup.template_agent(), offset, progress, resume=True)
-    agent, parent_offset = setup.pretrained_agent()
+    # Killed before the first online checkpoint: again from the switch, with the parent's agent.
+    parent_dir = Path(ft["parent"])
+    if not parent_dir.is_dir():
+        raise HeronError(f"{run.path.name} has no online checkpoint yet and continues {parent_dir}, which is gone: "
+                         "it holds the pre-trained agent; restore it (`heron runs import`) or start a new "
+                         "`heron finetune`")
+    parent = Run.open(parent_dir)
+    agent, parent_offset = setup.pretrained_agent(parent)
     if parent_offset != offset:
         raise HeronError(f"{parent_dir.name}'s newest checkpoint is at step {parent_offset}, not the switch step "
                          f"{offset} {run.path.name} started from; start a new `heron finetune`")
-    # Killed before the first online checkpoint: back to the copied history, and again from the switch.
-    mark = _fs.read_json(run.path / _HISTORY_FILE)
-    run.resume(SimpleNamespace(step=offset, log_bytes={k: int(v) for k, v in mark["log_bytes"].items()}))
+    mark_file = run.path / _HISTORY_FILE
+    if mark_file.is_file():  # back to the copied history
+        mark = _fs.read_json(mark_file)
+        run.resume(SimpleNamespace(step=offset, log_bytes={k: int(v) for k, v in mark["log_bytes"].items()}))
+    else:  # killed while copying it: copy it again
+        run.resume(None)
+        _copy_history(run, parent, offset, int(ft["settings"]["parent_seed"]), setup.normalise)
     return setup.run_online(run, agent, offset, progress, resume=False)
 
 
@@ -340,25 +352,27 @@ def _rule_summary(rule) -> dict:
 
 
 class _FinetuneSetup:
-    """What a `heron finetune` run's online phase is made of: parent, agent, rule, data, phase."""
+    """What a `heron finetune` run's online phase is made of: agent config, rule, data, phase. `source`
+    is the parent (a new run) or the fine-tuning run itself (a resume): both hold the request, the
+    agent config and the dataset."""
 
-    def __init__(self, parent: Run, env_id: str, online_steps: int, settings: dict):
+    def __init__(self, source: Run, env_id: str, online_steps: int, settings: dict):
         from heron.experiments.train import load_request
         from heron.experiments.train_offline import _load_dataset
         from heron.loops import finetune, offline
 
-        self.parent, self.env_id, self.online_steps, self.settings = parent, env_id, online_steps, settings
-        self.preq, self.spec, self.agent_cfg = load_request(parent)
+        self.env_id, self.online_steps, self.settings = env_id, online_steps, settings
+        self.preq, self.spec, self.agent_cfg = load_request(source)
         finetune.check_finetunable(self.spec)
         self.rule = finetune.resolve_rule(self.spec, settings["method"], keep_offline_data=settings["keep_offline_data"],
                                           warmup_steps=settings["warmup_steps"],
                                           updates_per_step=settings["updates_per_step"])
-        self.info = dict(parent.config.get("dataset") or {})
+        self.info = dict(source.config.get("dataset") or {})
         self.dataset = None
         if self.rule.keep_offline_data:
             ds, now = _load_dataset(self.info.get("path") or self.preq.dataset)
             if now["sha256"] != self.info.get("sha256"):
-                raise HeronError(f"the dataset at {now['path']} changed since {parent.path.name} was trained; "
+                raise HeronError(f"the dataset at {now['path']} changed since {source.path.name} was trained; "
                                  "fine-tune with the original data, or pass --drop-offline-data")
             self.dataset = offline.check_dataset(self.spec, ds)
         evaluator = offline.PolicyEvaluator(self.spec, env_id, settings["eval_episodes"])
@@ -376,14 +390,14 @@ class _FinetuneSetup:
 
         return offline.seed_slice(self.template, 0)
 
-    def pretrained_agent(self):
+    def pretrained_agent(self, parent: Run):
         """(the parent's agent for parent_seed, the step of its newest checkpoint)."""
         from heron.loops import offline
 
-        checkpoint = self.parent.load_latest_checkpoint(self.template)
+        checkpoint = parent.load_latest_checkpoint(self.template)
         if checkpoint is None:
-            raise HeronError(f"{self.parent.path.name} has no checkpoint: finish it first "
-                             f"(`heron train --resume {self.parent.path}`)")
+            raise HeronError(f"{parent.path.name} has no checkpoint: finish it first "
+                             f"(`heron train --resume {parent.path}`)")
         return offline.seed_slice(checkpoint.tree, self.settings["parent_seed"]), int(checkpoint.step)
 
     def run_online(self, run: Run, agent, offset: int, progress: bool, resume: bool) -> Path:
