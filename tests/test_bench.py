@@ -202,6 +202,15 @@ def test_ray_workers_killed_mid_run_are_retried_and_resume(tmp_path):
     assert (root / "report" / "report.md").exists()
 
 
+def test_ray_map_yields_results_and_reraises_a_task_error_as_itself():
+    from heron.experiments.bench import slug
+    from heron.experiments.scale import ray_map
+
+    assert sorted(ray_map(slug, [("a/b c",), ("x",)], workers=1)) == ["a_b_c", "x"]
+    with pytest.raises(TypeError, match="expected string"):
+        list(ray_map(slug, [(None,)], workers=1))
+
+
 def test_ray_dashboard_binds_to_loopback():
     import ray
 

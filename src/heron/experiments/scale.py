@@ -60,6 +60,22 @@ def init_ray(workers: int = 0, address: str | None = None, dashboard: bool = Fal
         raise HeronError(f"could not start {where} ({err}); check --ray-address, or drop it to run locally") from None
 
 
+def wait_next(pending: dict) -> tuple[object, object, BaseException | None]:
+    """Wait for the first of `pending` ({ObjectRef: item}) Ray tasks to end and pop it:
+    (item, result, None), or (item, None, error) when its worker died past its retries. An exception
+    raised inside the task is re-raised here as itself."""
+    import ray
+
+    (ref,), _ = ray.wait(list(pending), num_returns=1)
+    item = pending.pop(ref)
+    try:
+        return item, ray.get(ref), None
+    except ray.exceptions.RayTaskError as err:
+        raise err.as_instanceof_cause() from None
+    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as err:
+        return item, None, err
+
+
 def ray_map(fn: Callable, items: Sequence[tuple], *, workers: int = 0, address: str | None = None,
             dashboard: bool = False, max_retries: int = DEFAULT_RETRIES,
             on_crash: Callable[[tuple, BaseException], object] | None = None, shutdown: bool = True) -> Iterator:
@@ -75,17 +91,13 @@ def ray_map(fn: Callable, items: Sequence[tuple], *, workers: int = 0, address: 
         remote = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(fn)
         pending = {remote.remote(*item): item for item in items}
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            ref = done[0]
-            item = pending.pop(ref)
-            try:
-                yield ray.get(ref)
-            except ray.exceptions.RayTaskError as err:
-                raise err.as_instanceof_cause() from None
-            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as err:
-                if on_crash is None:
-                    raise
-                yield on_crash(item, err)
+            item, result, crash = wait_next(pending)
+            if crash is None:
+                yield result
+            elif on_crash is None:
+                raise crash
+            else:
+                yield on_crash(item, crash)
     finally:
         if shutdown:
             ray.shutdown()

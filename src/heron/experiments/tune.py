@@ -365,7 +365,7 @@ def _tune_on_ray(start_trial, finish_trial, finished, trials: int, workers: int,
     """Keep `workers` trials in flight as Ray tasks; ask for the next as each one ends."""
     import ray
 
-    from heron.experiments.scale import DEFAULT_RETRIES, init_ray
+    from heron.experiments.scale import DEFAULT_RETRIES, init_ray, wait_next
 
     init_ray(workers, address)
     try:
@@ -378,14 +378,9 @@ def _tune_on_ray(start_trial, finish_trial, finished, trials: int, workers: int,
                 pending[remote.remote(*args)] = trial
             if not pending:
                 break
-            (ref,), _ = ray.wait(list(pending), num_returns=1)
-            trial = pending.pop(ref)
-            try:
-                outcome = ray.get(ref)
-            except ray.exceptions.RayTaskError as err:
-                raise err.as_instanceof_cause() from None
-            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as err:
-                outcome = {"state": "failed", "message": f"its worker died {DEFAULT_RETRIES + 1} times ({err})"}
+            trial, outcome, crash = wait_next(pending)
+            if crash is not None:
+                outcome = {"state": "failed", "message": f"its worker died {DEFAULT_RETRIES + 1} times ({crash})"}
             finish_trial(trial, outcome)
     finally:
         ray.shutdown()
