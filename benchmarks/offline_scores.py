@@ -150,6 +150,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5000, help="bootstrap resamples")
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="smoke run: d3rlpy only, 200 updates, one seed per algorithm")
+    p.add_argument("--report-only", action="store_true", help="train nothing: compare the runs --out already holds")
     args = p.parse_args()
 
     import torch
@@ -171,7 +172,7 @@ def main() -> None:
     for cell in sorted(suite.cells, key=lambda c: order[c.task]):
         hidden = int(next(o for o in cell.overrides if o.startswith("actor_hidden=")).split("=")[1].split(",")[0])
         for seed in cell.seeds:
-            if (cell.algo, cell.task, seed) in have:
+            if (cell.algo, cell.task, seed) in have or args.report_only:
                 continue
             r = train_d3rlpy(cell.algo, cell.task, seed, cell.steps, hidden, 256, cell.eval_episodes)
             done.append(r)
@@ -187,18 +188,21 @@ def main() -> None:
     tasks = sorted({c.task for c in suite.cells})
     rows, details = [], []
     for algo in CONFIGS:
-        if not all((algo, t) in ours and (algo, t) in theirs for t in tasks):
-            rows.append([NAMES[algo], "missing", "missing", "", ""])
+        # the datasets both libraries finished (all seeds) for this algorithm
+        done = [t for t in tasks if (algo, t) in ours and len(theirs.get((algo, t), [])) >= len(ours[(algo, t)])]
+        if not done:
+            rows.append([NAMES[algo], "missing", "missing", "", "", ""])
             continue
-        runs = min(len(d[(algo, t)]) for d in (ours, theirs) for t in tasks)
-        mats = {"heron": matrix(ours, algo, tasks, runs), "d3rlpy": matrix(theirs, algo, tasks, runs)}
+        runs = min(len(d[(algo, t)]) for d in (ours, theirs) for t in done)
+        mats = {"heron": matrix(ours, algo, done, runs), "d3rlpy": matrix(theirs, algo, done, runs)}
         agg = aggregates(mats, args.reps, 0)
         poi = probability_of_improvement(mats, args.reps, 0)["d3rlpy,heron"]  # P(d3rlpy > heron)
         iqm = {lib: agg[lib]["IQM"] for lib in mats}
         rows.append([NAMES[algo], f"{iqm['heron'][0]:.1f} [{iqm['heron'][1]:.1f}, {iqm['heron'][2]:.1f}]",
                      f"{iqm['d3rlpy'][0]:.1f} [{iqm['d3rlpy'][1]:.1f}, {iqm['d3rlpy'][2]:.1f}]",
-                     f"{1 - poi[0]:.2f} [{1 - poi[2]:.2f}, {1 - poi[1]:.2f}]", str(runs)])
-        for t in tasks:
+                     f"{1 - poi[0]:.2f} [{1 - poi[2]:.2f}, {1 - poi[1]:.2f}]", str(runs),
+                     ", ".join(t.rsplit("/", 1)[-1] for t in done)])
+        for t in done:
             details.append([NAMES[algo], t, f"{np.mean(ours[(algo, t)]):.1f} ± {np.std(ours[(algo, t)]):.1f}",
                             f"{np.mean(theirs[(algo, t)]):.1f} ± {np.std(theirs[(algo, t)]):.1f}"])
     print(C.header("offline scores vs d3rlpy", "-", C.loadavg(), ("jax", "flax", "optax", "d3rlpy", "torch")))
@@ -207,7 +211,7 @@ def main() -> None:
           f"10 episodes; IQM over seeds x tasks with 95% stratified bootstrap CIs ({args.reps} resamples).")
     print()
     print(C.md_table(["algorithm", "heron IQM [95% CI]", "d3rlpy IQM [95% CI]", "P(heron > d3rlpy) [95% CI]",
-                      "seeds"], rows))
+                      "seeds", "datasets"], rows))
     print()
     print(C.md_table(["algorithm", "dataset", "heron mean ± std", "d3rlpy mean ± std"], details))
 
