@@ -87,8 +87,9 @@ def collect_scores(suite: Suite, root: Path) -> tuple[list[RunScores], list[str]
 
 def score_matrices(scores: list[RunScores], task: str | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
     """algo → [runs, tasks] normalised final scores / 100: over the tasks every algorithm ran (or over
-    one `task` and the algorithms that ran it); runs per task trimmed to the smallest count
-    (rliable needs a full matrix)."""
+    one `task` and the algorithms that ran it). Each algorithm keeps its own number of runs, trimmed
+    to its smallest count over those tasks (rliable needs a full matrix per algorithm, not the same
+    count for all: one algorithm with a single finished run must not cut the others to one)."""
     by: dict[tuple[str, str], list[float]] = {}
     for s in scores:
         if s.normalised and task in (None, s.task):
@@ -97,8 +98,8 @@ def score_matrices(scores: list[RunScores], task: str | None = None) -> tuple[di
     tasks = sorted({t for _, t in by if all((a, t) in by for a in algos)})
     if not algos or not tasks:
         return {}, []
-    runs = min(len(by[(a, t)]) for a in algos for t in tasks)
-    return {a: np.array([[by[(a, t)][i] / 100.0 for t in tasks] for i in range(runs)]) for a in algos}, tasks
+    runs = {a: min(len(by[(a, t)]) for t in tasks) for a in algos}
+    return {a: np.array([[by[(a, t)][i] / 100.0 for t in tasks] for i in range(runs[a])]) for a in algos}, tasks
 
 
 def _interval_estimates(scores: dict, func, reps: int, seed: int):
@@ -278,7 +279,7 @@ def write_report(suite: Suite, root: Path, *, reps: int = 5000, seed: int = 0) -
         agg = aggregates(m, reps, seed)
         poi = probability_of_improvement(m, reps, seed)
         pngs = _plot_aggregates(agg, performance_profiles(m, reps, seed), poi, out, suffix)
-        results.append({"label": label, "tasks": ts, "runs": int(next(iter(m.values())).shape[0]),
+        results.append({"label": label, "tasks": ts, "runs": {a: int(x.shape[0]) for a, x in m.items()},
                         "aggregates": agg, "probability_of_improvement": poi, "pngs": pngs})
     reference = load_reference(suite.name)
 
@@ -341,7 +342,8 @@ def write_report(suite: Suite, root: Path, *, reps: int = 5000, seed: int = 0) -
     for r in results:
         agg, poi = r["aggregates"], r["probability_of_improvement"]
         md += ["", f"## Aggregates (rliable): {r['label']}", "",
-               (f"Over {len(r['tasks'])} task(s) ({', '.join(r['tasks'])}), {r['runs']} runs per task and algorithm; "
+               (f"Over {len(r['tasks'])} task(s) ({', '.join(r['tasks'])}); runs per task: "
+                f"{', '.join(f'{a} {n}' for a, n in sorted(r['runs'].items()))}; "
                 f"normalised scores; 95% stratified bootstrap CIs ({reps} resamples). Optimality gap: lower is better."),
                "", "| algorithm | IQM | median | mean | optimality gap |", "|---|---|---|---|---|"]
         for a in sorted(agg):
