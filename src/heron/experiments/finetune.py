@@ -273,10 +273,12 @@ def finetune_run(parent_dir: Path, *, env_id: str | None, online_steps: int, met
     settings = {"method": method, "keep_offline_data": keep_offline_data, "warmup_steps": warmup_steps,
                 "updates_per_step": updates_per_step, "parent_seed": parent_seed, "eval_every": eval_every,
                 "eval_episodes": eval_episodes, "checkpoint_every": checkpoint_every}
+    from heron.loops.finetune import rule_summary
+
     setup = _FinetuneSetup(parent, env_id, online_steps, settings)
     agent, offset = setup.pretrained_agent(parent)
 
-    ft = {"method": method, "rule": _rule_summary(setup.rule), "online_steps": online_steps, "switch_step": offset,
+    ft = {"method": method, "rule": rule_summary(setup.rule), "online_steps": online_steps, "switch_step": offset,
           "env": env_id, "parent": str(parent.path.resolve()), "parent_seed": parent_seed, "settings": settings}
     config = {"request": parent.config["request"], "loop": "finetune", "agent": parent.config["agent"],
               "algo": setup.spec.name, "env": env_id, "seeds": 1, "seed": setup.seed,
@@ -316,9 +318,11 @@ def resume_finetune(run_dir: Path, *, progress: bool = True) -> Path:
     if "settings" not in ft:
         raise HeronError(f"{run.path.name} was made by an older heron whose `heron finetune` runs did not record "
                          f"their settings; start it again with `heron finetune {ft.get('parent')}`")
+    from heron.loops.finetune import rule_summary
+
     setup = _FinetuneSetup(run, ft["env"], int(ft["online_steps"]), ft["settings"])
-    if _rule_summary(setup.rule) != ft.get("rule"):
-        raise HeronError(f"this heron resolves {run.path.name}'s switch rule differently ({_rule_summary(setup.rule)} "
+    if rule_summary(setup.rule) != ft.get("rule"):
+        raise HeronError(f"this heron resolves {run.path.name}'s switch rule differently ({rule_summary(setup.rule)} "
                          f"instead of {ft.get('rule')}): resume it with the heron that started it")
     offset = int(ft["switch_step"])
     kind, _ = _latest_phase(run, offset)
@@ -343,12 +347,6 @@ def resume_finetune(run_dir: Path, *, progress: bool = True) -> Path:
         run.resume(None)
         _copy_history(run, parent, offset, int(ft["settings"]["parent_seed"]), setup.normalise)
     return setup.run_online(run, agent, offset, progress, resume=False)
-
-
-def _rule_summary(rule) -> dict:
-    from heron.loops import finetune
-
-    return finetune.rule_summary(rule)
 
 
 class _FinetuneSetup:
