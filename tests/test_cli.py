@@ -118,6 +118,8 @@ def test_train_eval_and_runs_end_to_end(tmp_path, capsys, monkeypatch):
                  "--no-progress"]) == 0
     run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert (run_dir / "report.md").exists() and (run_dir / "eval_curve.png").exists()
+    evals = [line.split(",") for line in (run_dir / "eval.csv").read_text().splitlines()[1:]]
+    assert sorted({(seed, episode) for _, seed, episode, _ in evals}) == [(s, e) for s in "01" for e in "012"]
     assert main(["eval", str(run_dir), "--episodes", "4"]) == 0
     assert "over 8 episodes" in capsys.readouterr().out
     assert main(["runs", "list"]) == 0

@@ -76,6 +76,8 @@ def test_offline_run_end_to_end_then_sigkill_resume_equals_uninterrupted(dataset
     assert "normalised score" in report and "pendulum-random" in report
     assert any("eval/normalized_score/seed1" in row for row in _rows(full_dir, "metrics.csv"))
     assert any("offline/behaviour_mse" in row for row in _rows(full_dir, "metrics.csv"))
+    # each seed's episodes under its own seed: step,seed,episode for 2 evaluations x 2 seeds x 2 episodes
+    assert _rows(full_dir, "eval.csv")[1:] == [f"{t},{s},{e}" for t in (10000, 20000) for s in (0, 1) for e in (0, 1)]
 
     proc = subprocess.Popen(HERON + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     runs, killed_dir = tmp_path / "runs", None

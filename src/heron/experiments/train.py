@@ -19,6 +19,7 @@ from heron.config import apply_overrides, config_from_dict, config_to_dict
 from heron.envs.spaces import check_action_space
 from heron.errors import HeronError
 from heron.loops.online_host import Evaluator, HostLoop, HostLoopConfig
+from heron.tracking.metrics import eval_returns_matrix
 from heron.tracking.run import Run, default_runs_root
 
 DEFAULT_STEPS = 100_000
@@ -146,12 +147,12 @@ class RunCallbacks:
         self._advance(step, metrics)
 
     def on_eval(self, step, returns):
-        returns = np.asarray(returns, dtype=np.float64).reshape(-1)
-        self.run.log_eval(step, returns.tolist())
+        returns = eval_returns_matrix(returns)  # [seeds, episodes]: eval.csv keeps each row's seed
+        self.run.log_eval(step, returns)
         self.last_return = float(returns.mean())
         self._advance(step)
         if self.observer is not None:
-            self.observer(step, returns)
+            self.observer(step, returns.reshape(-1))
 
     def on_checkpoint(self, step, tree, meta):
         save_host_checkpoint(self.run, step, tree, meta)
