@@ -1,5 +1,6 @@
 """The `heron` command: one-line errors, an end-to-end run, and exact resume after SIGKILL."""
 
+import json
 import os
 import signal
 import subprocess
@@ -124,3 +125,16 @@ def test_train_eval_and_runs_end_to_end(tmp_path, capsys, monkeypatch):
     assert "over 8 episodes" in capsys.readouterr().out
     assert main(["runs", "list"]) == 0
     assert "finished" in capsys.readouterr().out
+
+    # Resuming a run that another live process still writes is refused, and leaves its status alone.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        status = json.loads((run_dir / "status.json").read_text())
+        status.update(status="running", pid=sleeper.pid, pid_start_ticks=None)
+        (run_dir / "status.json").write_text(json.dumps(status))
+        assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 2
+        assert "is still running" in capsys.readouterr().err
+        assert json.loads((run_dir / "status.json").read_text()) == status
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -48,11 +48,10 @@ class RunScores:
     run: str
 
 
-def _normaliser(references: tuple[float, float] | None, run_config: dict):
+def score_normaliser(dataset_info: dict, references: tuple[float, float] | None = None):
     """Normalised score 100 (R − random) / (expert − random): the given references, else the
-    run's dataset's ref_min_score / ref_max_score; None when there are neither."""
-    ds = run_config.get("dataset") or {}
-    lo, hi = references or (ds.get("ref_min_score"), ds.get("ref_max_score"))
+    dataset's ref_min_score / ref_max_score (a run config's "dataset" entry); None when there are neither."""
+    lo, hi = references or (dataset_info.get("ref_min_score"), dataset_info.get("ref_max_score"))
     if lo is None or hi is None or hi == lo:
         return None
     return lambda r: 100.0 * (np.asarray(r, np.float64) - lo) / (hi - lo)
@@ -65,7 +64,7 @@ def per_seed_scores(run_dir: Path, seeds: int, references: tuple[float, float] |
     from heron.tracking.run import CONFIG_FILE
 
     rows = eval_rows(run_dir)
-    norm = _normaliser(references, _fs.read_json(Path(run_dir) / CONFIG_FILE))
+    norm = score_normaliser(_fs.read_json(Path(run_dir) / CONFIG_FILE).get("dataset") or {}, references)
     curve = np.array([np.asarray(returns, np.float64).reshape(seeds, -1).mean(axis=1) for _, returns in rows])
     return [int(s) for s, _ in rows], norm(curve) if norm else curve, norm is not None
 

@@ -30,6 +30,7 @@ from heron import _fs
 from heron.agents.registry import AgentSpec
 from heron.config import config_to_dict
 from heron.errors import HeronError
+from heron.experiments.bench_report import score_normaliser
 from heron.tracking.run import PROVENANCE_FILE, Run, default_runs_root
 
 SUMMARY_FILE = "finetune.json"
@@ -41,13 +42,6 @@ its first online checkpoint is cut back to them and restarted from the switch.""
 # ---------------------------------------------------------------------------------------------
 # Requests
 # ---------------------------------------------------------------------------------------------
-
-
-def _normaliser(info: dict):
-    lo, hi = info.get("ref_min_score"), info.get("ref_max_score")
-    if lo is None or hi is None or hi == lo:
-        return None
-    return lambda r: 100.0 * (np.asarray(r, np.float64) - lo) / (hi - lo)
 
 
 def _score(returns, normalise) -> float:
@@ -203,7 +197,7 @@ def train_offline_to_online(req, spec: AgentSpec, *, runs_root: Path | None = No
         if (run.config.get("dataset") or {}).get("sha256") != info["sha256"]:
             raise HeronError(f"the dataset at {info['path']} changed since {run.path.name} started; resume with the "
                              "original data, or start a new run")
-    normalise = _normaliser(info)
+    normalise = score_normaliser(info)
     phase = _phase({"seed": req.seed, "eval_episodes": req.eval_episodes,
                     "online_checkpoint_every": req.checkpoint_every}, env_id, req.online_steps, eval_env)
     callbacks = RunCallbacks(run, req.steps + req.online_steps, progress, observer)
@@ -294,7 +288,7 @@ def finetune_run(parent_dir: Path, *, env_id: str | None, online_steps: int, met
 def _copy_history(run: Run, parent: Run, offset: int, parent_seed: int, normalise) -> None:
     """The parent's evaluations up to the switch (parent_seed's returns), so the run's curve starts
     with the offline phase; then the log lengths, for a resume before the first online checkpoint."""
-    from heron.tracking.checkpoint import _log_bytes
+    from heron.tracking.checkpoint import log_bytes
 
     seeds = int(parent.config.get("seeds", 1))
     for step, returns in parent.eval_table():
@@ -307,7 +301,7 @@ def _copy_history(run: Run, parent: Run, offset: int, parent_seed: int, normalis
                 extra["eval/normalized_score"] = _score(per_seed, normalise)
             run.log(step, extra)
     run.sync()
-    _fs.atomic_write_json(run.path / _HISTORY_FILE, {"step": offset, "log_bytes": _log_bytes(run.path)})
+    _fs.atomic_write_json(run.path / _HISTORY_FILE, {"step": offset, "log_bytes": log_bytes(run.path)})
 
 
 def resume_finetune(run_dir: Path, *, progress: bool = True) -> Path:
@@ -379,7 +373,7 @@ class _FinetuneSetup:
         finally:
             evaluator.close()
         self.seed = self.preq.seed + settings["parent_seed"]
-        self.normalise = _normaliser(self.info)
+        self.normalise = score_normaliser(self.info)
         self.template = offline.init_offline(self.preq.seed, self.preq.seeds, self.spec, self.agent_cfg,
                                              self.obs_space, self.act_space, None)
 
@@ -428,7 +422,7 @@ def plot_switch(run: Run, out: Path) -> Path:
 
     ft = run.config["finetune"]
     offset = int(ft["switch_step"])
-    normalise = _normaliser(run.config.get("dataset") or {})
+    normalise = score_normaliser(run.config.get("dataset") or {})
     rows = [(step, _score(returns, normalise)) for step, returns in run.eval_table()]
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     FigureCanvasAgg(fig)

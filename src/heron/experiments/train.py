@@ -242,17 +242,21 @@ def train(req: TrainRequest, *, runs_root: Path | None = None, progress: bool = 
 @contextlib.contextmanager
 def tracked(run: Run, callbacks, interrupted: str = "interrupted by the user (Ctrl-C); continue with "
                                                     "`heron train --resume RUN_DIR`"):
-    """The body of a tracked run: on any exception the progress bar closes and the run is marked
-    failed (saying why; `interrupted` on Ctrl-C), then the exception goes on."""
+    """The body of a tracked run: on any exception the progress bar closes and the run, if this
+    process owns it, is marked failed (saying why; `interrupted` on Ctrl-C), then the exception
+    goes on. A resume refused before the take-over (e.g. the run still runs elsewhere) leaves the
+    run's status alone."""
     try:
         yield
     except KeyboardInterrupt:
         callbacks.close()
-        run.finish("failed", interrupted)
+        if run.owned:
+            run.finish("failed", interrupted)
         raise
     except BaseException as err:
         callbacks.close()
-        run.finish("failed", f"{type(err).__name__}: {err}")
+        if run.owned:
+            run.finish("failed", f"{type(err).__name__}: {err}")
         raise
     callbacks.close()
 

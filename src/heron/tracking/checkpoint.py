@@ -211,7 +211,8 @@ def _check_arrays(arrays: dict) -> dict[str, np.ndarray]:
     return out
 
 
-def _log_bytes(run_dir: Path) -> dict[str, int]:
+def log_bytes(run_dir: Path) -> dict[str, int]:
+    """Byte length of each log file of the run (fsync-ed first), to cut the logs back to on resume."""
     sizes = {}
     for fname in _LOG_FILES:
         fpath = run_dir / fname
@@ -248,7 +249,7 @@ def save_checkpoint(
     meta_doc = {
         "step": step,
         "saved_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "log_bytes": _log_bytes(run_dir),
+        "log_bytes": log_bytes(run_dir),
         "typed_keys": typed_keys,
         "meta": dict(meta or {}),
     }

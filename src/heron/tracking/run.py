@@ -313,6 +313,11 @@ class Run:
 
     # -- reading -----------------------------------------------------------------------
     @property
+    def owned(self) -> bool:
+        """Whether this process writes the run (created or resumed it); a run only opened is not."""
+        return self._writable
+
+    @property
     def name(self) -> str:
         return self.path.name
 
