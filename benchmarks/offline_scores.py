@@ -9,10 +9,11 @@ heron dataset files converted to a d3rlpy `MDPDataset`:
   2x256, as heron's suite leaves it at IQL's default;
 * batch 256 for every algorithm (d3rlpy's AWAC default is 1024, BC's 100);
 * the same number of gradient updates (`fit(n_steps=...)`);
-* d3rlpy's defaults otherwise, plus the preprocessing heron's versions use: BC, TD3+BC, CQL and AWAC
-  standardise observations (StandardObservationScaler), IQL scales rewards to a return range of 1000
-  (ReturnBasedRewardScaler(multiplier=1000)); every method gets the action bounds (MinMaxActionScaler
-  with Pendulum's [-2, 2]) so its tanh policy covers the action space;
+* d3rlpy's defaults otherwise, plus the preprocessing heron's versions use: every method standardises
+  observations (StandardObservationScaler; heron's IQL does not by default, so the suite turns it on, and
+  gives IQL a constant actor step size as d3rlpy's, not the paper's cosine decay over the budget), IQL
+  scales rewards to a return range of 1000 (ReturnBasedRewardScaler(multiplier=1000)); every method gets
+  the action bounds (MinMaxActionScaler with Pendulum's [-2, 2]) so its tanh policy covers the action space;
 * CQL as heron's default variant: fixed penalty weight 5 (conservative_weight=5, alpha_learning_rate=0,
   initial_alpha=1: no Lagrange tuning) and 10 sampled actions per source (n_action_samples=10);
 * evaluation: 10 deterministic episodes in Pendulum-v1 after the last update (heron's suite
@@ -33,6 +34,7 @@ d3rlpy's finished runs are kept in --out, so an interrupted run continues where 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -75,7 +77,7 @@ def to_d3rlpy(ds):
                                      timeouts=np.concatenate(tout))
 
 
-def d3rlpy_algo(algo: str, hidden: int, batch: int, low, high, seed: int):
+def d3rlpy_config(algo: str, hidden: int, batch: int, low, high):
     import d3rlpy
 
     enc = d3rlpy.models.VectorEncoderFactory([hidden, hidden])
@@ -87,12 +89,22 @@ def d3rlpy_algo(algo: str, hidden: int, batch: int, low, high, seed: int):
     if algo == "iql":  # heron's suite leaves IQL's value network at its default 2x256
         kw.update(value_encoder_factory=d3rlpy.models.VectorEncoderFactory([256, 256]),
                   reward_scaler=d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=1000.0))
-    if algo != "iql":  # heron's BC, TD3+BC, CQL and AWAC standardise states by default (IQL does not)
-        kw["observation_scaler"] = d3rlpy.preprocessing.StandardObservationScaler()
+    kw["observation_scaler"] = d3rlpy.preprocessing.StandardObservationScaler()  # heron: default, or the suite's IQL
     if algo == "cql":  # heron's CQL: fixed alpha = 5 (no Lagrange tuning), 10 actions per source
         kw.update(n_action_samples=10, conservative_weight=5.0, alpha_learning_rate=0.0, initial_alpha=1.0)
-    d3rlpy.seed(seed)
-    return getattr(d3rlpy.algos, CONFIGS[algo])(**kw).create(device="cpu:0")
+    return getattr(d3rlpy.algos, CONFIGS[algo])(**kw)
+
+
+def settings_digest(config) -> str:
+    """Fingerprint of a d3rlpy config (before fitting): a kept run counts only under the same settings."""
+    return hashlib.sha256(repr(config).encode()).hexdigest()[:12]  # serialize() fails on unfitted scalers
+
+
+def action_bounds(dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    from heron.data.minari_io import load_dataset
+
+    space = load_dataset(dataset).action_space
+    return np.asarray(space.low), np.asarray(space.high)
 
 
 def evaluate(model, env_id: str, episodes: int, seed: int) -> list[float]:
@@ -118,15 +130,17 @@ def train_d3rlpy(algo: str, dataset: str, seed: int, updates: int, hidden: int, 
     from heron.data.minari_io import load_dataset
 
     ds = load_dataset(dataset)
-    low, high = np.asarray(ds.action_space.low), np.asarray(ds.action_space.high)
-    model = d3rlpy_algo(algo, hidden, batch, low, high, seed)
+    config = d3rlpy_config(algo, hidden, batch, *action_bounds(dataset))
+    d3rlpy.seed(seed)
+    model = config.create(device="cpu:0")
     start = time.perf_counter()
     model.fit(to_d3rlpy(ds), n_steps=updates, n_steps_per_epoch=updates, show_progress=False, save_interval=10 ** 9,
               logger_adapter=d3rlpy.logging.NoopAdapterFactory())
     train_s = time.perf_counter() - start
     returns = evaluate(model, ds.env_id, episodes, seed)
     score = float(np.mean(ds.normalized_score(np.asarray(returns))))
-    return {"algo": algo, "dataset": dataset, "seed": seed, "returns": returns, "score": score, "train_s": train_s}
+    return {"algo": algo, "dataset": dataset, "seed": seed, "settings": settings_digest(config), "returns": returns,
+            "score": score, "train_s": train_s}
 
 
 def heron_scores(suite_root: Path) -> dict[tuple[str, str], list[float]]:
@@ -165,19 +179,26 @@ def main() -> None:
             r = train_d3rlpy(algo, suite.cells[0].task, 0, 200, 64, 256, 2)
             print(f"d3rlpy {algo}: {r['score']:.1f} after 200 updates ({r['train_s']:.1f} s)")
         return
-    done = json.loads(args.out.read_text()) if args.out.exists() else []
+    kept = json.loads(args.out.read_text()) if args.out.exists() else []
+    hidden = {c.key: int(next(o for o in c.overrides if o.startswith("actor_hidden=")).split("=")[1].split(",")[0])
+              for c in suite.cells}
+    bounds = {t: action_bounds(t) for t in {c.task for c in suite.cells}}
+    current = {(c.algo, c.task): settings_digest(d3rlpy_config(c.algo, hidden[c.key], 256, *bounds[c.task]))
+               for c in suite.cells}
+    # only runs made with today's settings count (older ones stay in the file, ignored)
+    done = [r for r in kept if r.get("settings") == current.get((r["algo"], r["dataset"]))]
     have = {(r["algo"], r["dataset"], r["seed"]) for r in done}
     # dataset by dataset, so that a shortened run still has every algorithm on the first datasets
     order = {t: i for i, t in enumerate(dict.fromkeys(c.task for c in suite.cells))}
     for cell in sorted(suite.cells, key=lambda c: order[c.task]):
-        hidden = int(next(o for o in cell.overrides if o.startswith("actor_hidden=")).split("=")[1].split(",")[0])
         for seed in cell.seeds:
             if (cell.algo, cell.task, seed) in have or args.report_only:
                 continue
-            r = train_d3rlpy(cell.algo, cell.task, seed, cell.steps, hidden, 256, cell.eval_episodes)
+            r = train_d3rlpy(cell.algo, cell.task, seed, cell.steps, hidden[cell.key], 256, cell.eval_episodes)
             done.append(r)
+            kept.append(r)
             tmp = args.out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(done, indent=1))
+            tmp.write_text(json.dumps(kept, indent=1))
             os.replace(tmp, args.out)  # atomic: an interrupted run keeps every finished seed
             print(f"d3rlpy {cell.algo} {cell.task} seed {seed}: {r['score']:.1f} ({r['train_s']:.0f} s)", flush=True)
 

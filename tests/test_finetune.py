@@ -267,6 +267,40 @@ def test_finetune_run_resumes_exactly_from_an_online_checkpoint_or_the_switch(da
     assert _final_tree_bytes(copy) == _final_tree_bytes(child)
 
 
+def test_resume_from_the_switch_uses_the_parents_switch_checkpoint_after_it_trained_on(dataset_dir, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["train", "iql", "--dataset", str(dataset_dir), "--steps", "200", "--checkpoint-every", "100",
+                 "--eval-episodes", "2", "--no-progress", "--runs-dir", str(runs), *SMALL]) == 0
+    parent = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    ckpts = parent / "checkpoints"
+    # fine-tune from the parent as it was at step 100, then let it have trained on to 200
+    shutil.move(ckpts / "step_000000000200", tmp_path / "step_000000000200")
+    (ckpts / "latest").write_text("step_000000000100")
+    assert main(["finetune", str(parent), "--online-steps", "200", "--checkpoint-every", "100", "--eval-episodes",
+                 "2", "--no-progress", "--runs-dir", str(runs)]) == 0
+    child = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    shutil.move(tmp_path / "step_000000000200", ckpts / "step_000000000200")
+    (ckpts / "latest").write_text("step_000000000200")
+
+    killed = runs / f"{child.name}-killed"  # before its first online checkpoint
+    shutil.copytree(child, killed)
+    shutil.rmtree(killed / "checkpoints")
+    (killed / "finetune.json").unlink()
+    assert main(["train", "--resume", str(killed), "--no-progress"]) == 0
+    assert _final_tree_bytes(killed) == _final_tree_bytes(child)
+    assert _rows(killed, "eval.csv") == _rows(child, "eval.csv")
+
+    # the switch checkpoint pruned away: one clear error, nothing changed
+    shutil.rmtree(ckpts / "step_000000000100")
+    killed = runs / f"{child.name}-pruned"
+    shutil.copytree(child, killed)
+    shutil.rmtree(killed / "checkpoints")
+    before = (killed / "eval.csv").read_bytes()
+    assert main(["train", "--resume", str(killed)]) == 2
+    assert "no longer has its checkpoint at the switch step 100" in capsys.readouterr().err
+    assert (killed / "eval.csv").read_bytes() == before
+
+
 def test_bench_report_separates_switch_rules_and_shows_the_switch(dataset_dir, tmp_path):
     from heron.experiments.bench import cell_runs, load_suite, suite_dir
 

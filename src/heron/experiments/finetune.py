@@ -329,10 +329,7 @@ def resume_finetune(run_dir: Path, *, progress: bool = True) -> Path:
                          "it holds the pre-trained agent; restore it (`heron runs import`) or start a new "
                          "`heron finetune`")
     parent = Run.open(parent_dir)
-    agent, parent_offset = setup.pretrained_agent(parent)
-    if parent_offset != offset:
-        raise HeronError(f"{parent_dir.name}'s newest checkpoint is at step {parent_offset}, not the switch step "
-                         f"{offset} {run.path.name} started from; start a new `heron finetune`")
+    agent, _ = setup.pretrained_agent(parent, step=offset)
     mark_file = run.path / _HISTORY_FILE
     if mark_file.is_file():  # back to the copied history
         mark = _fs.read_json(mark_file)
@@ -382,14 +379,23 @@ class _FinetuneSetup:
 
         return offline.seed_slice(self.template, 0)
 
-    def pretrained_agent(self, parent: Run):
-        """(the parent's agent for parent_seed, the step of its newest checkpoint)."""
+    def pretrained_agent(self, parent: Run, step: int | None = None):
+        """(the parent's agent for parent_seed, its step): from the parent's checkpoint at `step`
+        (a resume from the switch, even if the parent trained on since), else its newest."""
         from heron.loops import offline
+        from heron.tracking.checkpoint import list_checkpoints, load_checkpoint
 
-        checkpoint = parent.load_latest_checkpoint(self.template)
-        if checkpoint is None:
-            raise HeronError(f"{parent.path.name} has no checkpoint: finish it first "
-                             f"(`heron train --resume {parent.path}`)")
+        if step is None:
+            checkpoint = parent.load_latest_checkpoint(self.template)
+            if checkpoint is None:
+                raise HeronError(f"{parent.path.name} has no checkpoint: finish it first "
+                                 f"(`heron train --resume {parent.path}`)")
+        else:
+            path = dict(list_checkpoints(parent.path)).get(step)
+            if path is None:
+                raise HeronError(f"{parent.path.name} no longer has its checkpoint at the switch step {step} (it was "
+                                 "pruned after the parent trained on); start a new `heron finetune`")
+            checkpoint = load_checkpoint(path, self.template)
         return offline.seed_slice(checkpoint.tree, self.settings["parent_seed"]), int(checkpoint.step)
 
     def run_online(self, run: Run, agent, offset: int, progress: bool, resume: bool) -> Path:
