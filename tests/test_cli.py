@@ -138,3 +138,16 @@ def test_train_eval_and_runs_end_to_end(tmp_path, capsys, monkeypatch):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_runs_commands_do_not_load_jax_and_jax_dispatches_synchronously(tmp_path):
+    env = dict(os.environ, HERON_RUNS_DIR=str(tmp_path))
+    # `heron runs` needs no JAX, and loading it is most of a cold command's time
+    code = "import sys; from heron.cli.main import main; main(['runs', 'list']); assert 'jax' not in sys.modules"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    # whenever JAX is imported, before or after heron, heron's synchronous CPU dispatch is set
+    for order in ("import heron, jax", "import jax, heron", "import heron; from flax import linen"):
+        code = f"{order}; from jax._src import xla_bridge as xb; print(xb._CPU_ENABLE_ASYNC_DISPATCH.value)"
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert out.stdout.strip() == "False", (order, out.stderr)

@@ -16,8 +16,6 @@ from heron.errors import HeronError
 
 def register(data_sub) -> None:
     """Add `inspect` to the `heron data` subparsers."""
-    from heron.data.diagnostics import DEFAULT_BINS
-
     p = data_sub.add_parser("inspect", help="dataset card: returns, lengths, endings, actions, coverage, TQ and SACo",
                             description=__doc__.split("\n\n")[1].replace("\n", " "))
     p.add_argument("path", help="dataset directory, a name under the datasets root, or a D4RL-style .npz/.hdf5 file")
@@ -26,8 +24,8 @@ def register(data_sub) -> None:
                         "<task>-full-replay when PATH is inside a suite")
     p.add_argument("--json", action="store_true", help="print the card as JSON instead of text")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="also write card.json, card.md and card.png to DIR")
-    p.add_argument("--bins", type=int, default=DEFAULT_BINS,
-                   help=f"grid cells per float state/action dimension for SACo (default {DEFAULT_BINS}, as in the paper's code)")
+    p.add_argument("--bins", type=int, default=None,  # None: diagnostics.DEFAULT_BINS (imported on use: it loads JAX)
+                   help="grid cells per float state/action dimension for SACo (default 100, as in the paper's code)")
     p.set_defaults(handler=_cmd_inspect)
 
 
@@ -38,8 +36,10 @@ def _inside(child: Path, parent: Path) -> bool:
 
 def _cmd_inspect(args, extra) -> int:
     from heron.data import resolve_dataset_path
-    from heron.data.diagnostics import card_for, card_json, card_text, write_card
+    from heron.data.diagnostics import DEFAULT_BINS, card_for, card_json, card_text, write_card
 
+    if args.bins is None:
+        args.bins = DEFAULT_BINS
     if args.bins < 1:
         raise HeronError(f"--bins must be a positive integer, got {args.bins}")
     path = resolve_dataset_path(args.path)
