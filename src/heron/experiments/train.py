@@ -69,7 +69,7 @@ def resolve_agent_config(spec: AgentSpec, overrides, steps: int):
     return cfg
 
 
-def _choose_loop(req: TrainRequest) -> str:
+def choose_loop(req: TrainRequest) -> str:
     from heron.envs.jax_envs import available_jax_envs
 
     if req.loop not in ("auto", "host", "compiled"):
@@ -217,7 +217,7 @@ def train(req: TrainRequest, *, runs_root: Path | None = None, progress: bool = 
 
     if req.env_id not in available_jax_envs():
         check_env_id(req.env_id)
-    loop_kind = _choose_loop(req)
+    loop_kind = choose_loop(req)
     agent_cfg = resolve_agent_config(spec, req.overrides, req.steps)
     check_action_space(spec.name, spec.action_kinds, _action_space(req.env_id, loop_kind), req.env_id)
     eval_every = req.eval_every or max(req.steps // 10, 1)

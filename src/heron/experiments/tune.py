@@ -157,7 +157,7 @@ def _format(value) -> str:
 
 def _cells(req: TuneRequest, overrides: tuple[str, ...]) -> list[Cell]:
     """The runs of one trial: its K seeds together by vmap where the loop allows, else one run each."""
-    from heron.experiments.train import TrainRequest, _choose_loop
+    from heron.experiments.train import TrainRequest, choose_loop
 
     seeds = tuple(range(req.seed, req.seed + req.seeds))
     is_dataset = req.dataset is not None
@@ -168,7 +168,7 @@ def _cells(req: TuneRequest, overrides: tuple[str, ...]) -> list[Cell]:
     elif is_dataset:
         vmap = True
     else:
-        vmap = _choose_loop(TrainRequest(algo=req.algo, env_id=env, steps=req.steps, seeds=2)) == "compiled"
+        vmap = choose_loop(TrainRequest(algo=req.algo, env_id=env, steps=req.steps, seeds=2)) == "compiled"
     groups = [seeds] if vmap else [(s,) for s in seeds]
     return [Cell(algo=req.algo, task=req.dataset if is_dataset else env, seeds=g, steps=req.steps,
                  is_dataset=is_dataset, env=env if is_dataset else None, online_steps=req.online_steps,
@@ -278,7 +278,7 @@ def _fail_stale_trials(study) -> list[dict]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.user_attrs.get("owner") or {}
         if owner.get("host") == socket.gethostname() and not pid_alive(owner.get("pid", -1)):
-            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            study.tell(t.number, state=TrialState.FAIL)
             retry.append(t.params)
     return retry
 
