@@ -64,6 +64,7 @@ def train_d3rlpy(dataset: str, seed: int, offline_updates: int, online_steps: in
 
     ds = load_dataset(dataset)
     config = d3rlpy_calql(hidden, *action_bounds(dataset))
+    settings = settings_digest(config)  # before fitting: fit() fits the config's scalers in place
     d3rlpy.seed(seed)
     model = config.create(device="cpu:0")
     data = to_d3rlpy(ds)
@@ -83,7 +84,7 @@ def train_d3rlpy(dataset: str, seed: int, offline_updates: int, online_steps: in
     train_s = time.perf_counter() - start
     returns = evaluate(model, ds.env_id, episodes, seed)
     final = float(np.mean(ds.normalized_score(np.asarray(returns))))
-    return {"algo": ALGO, "dataset": dataset, "seed": seed, "settings": settings_digest(config), "returns": returns,
+    return {"algo": ALGO, "dataset": dataset, "seed": seed, "settings": settings, "returns": returns,
             "switch": switch, "score": final, "train_s": train_s}
 
 

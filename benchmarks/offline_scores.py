@@ -96,7 +96,8 @@ def d3rlpy_config(algo: str, hidden: int, batch: int, low, high):
 
 
 def settings_digest(config) -> str:
-    """Fingerprint of a d3rlpy config (before fitting): a kept run counts only under the same settings."""
+    """Fingerprint of a d3rlpy config, taken before fitting (fit() fits its scalers in place): a kept run
+    counts only under the same settings."""
     return hashlib.sha256(repr(config).encode()).hexdigest()[:12]  # serialize() fails on unfitted scalers
 
 
@@ -131,6 +132,7 @@ def train_d3rlpy(algo: str, dataset: str, seed: int, updates: int, hidden: int, 
 
     ds = load_dataset(dataset)
     config = d3rlpy_config(algo, hidden, batch, *action_bounds(dataset))
+    settings = settings_digest(config)  # before fitting: fit() fits the config's scalers in place
     d3rlpy.seed(seed)
     model = config.create(device="cpu:0")
     start = time.perf_counter()
@@ -139,7 +141,7 @@ def train_d3rlpy(algo: str, dataset: str, seed: int, updates: int, hidden: int, 
     train_s = time.perf_counter() - start
     returns = evaluate(model, ds.env_id, episodes, seed)
     score = float(np.mean(ds.normalized_score(np.asarray(returns))))
-    return {"algo": algo, "dataset": dataset, "seed": seed, "settings": settings_digest(config), "returns": returns,
+    return {"algo": algo, "dataset": dataset, "seed": seed, "settings": settings, "returns": returns,
             "score": score, "train_s": train_s}
 
 
