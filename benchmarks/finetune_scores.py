@@ -105,7 +105,8 @@ def main() -> None:
 
     torch.set_num_threads(args.torch_threads)
     suite = load_suite(SUITE)
-    cell = next(c for c in suite.cells if c.algo == ALGO)
+    cells = [c for c in suite.cells if c.algo == ALGO]  # one cell per seed (the online phase is not vmapped)
+    cell, seeds = cells[0], sorted(s for c in cells for s in c.seeds)
     hidden = int(next(o for o in cell.overrides if o.startswith("actor_hidden=")).split("=")[1].split(",")[0])
     if args.quick:
         r = train_d3rlpy(cell.task, 0, 200, 400, hidden, 2)
@@ -114,7 +115,7 @@ def main() -> None:
     digest = settings_digest(d3rlpy_calql(hidden, *action_bounds(cell.task)))
     kept = json.loads(args.out.read_text()) if args.out.exists() else []
     done = [r for r in kept if r.get("settings") == digest and r["dataset"] == cell.task]
-    for seed in cell.seeds:
+    for seed in seeds:
         if args.report_only or any(r["seed"] == seed for r in done):
             continue
         r = train_d3rlpy(cell.task, seed, cell.steps, cell.online_steps, hidden, cell.eval_episodes)
