@@ -24,12 +24,10 @@ d3rlpy's finished runs are kept in --out (with a fingerprint of their settings),
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -37,7 +35,16 @@ import heron  # noqa: F401  (first: its default CPU flags must be set before JAX
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C
-from offline_scores import action_bounds, evaluate, settings_digest, to_d3rlpy
+from offline_scores import (
+    action_bounds,
+    actor_width,
+    evaluate,
+    keep_run,
+    scores_parser,
+    settings_digest,
+    suite_bounds,
+    to_d3rlpy,
+)
 
 SUITE = "offline-to-online-quick"
 ALGO = "calql"
@@ -63,7 +70,7 @@ def train_d3rlpy(dataset: str, seed: int, offline_updates: int, online_steps: in
     from heron.data.minari_io import load_dataset
 
     ds = load_dataset(dataset)
-    config = d3rlpy_calql(hidden, *action_bounds(dataset))
+    config = d3rlpy_calql(hidden, *action_bounds(ds))
     settings = settings_digest(config)  # before fitting: fit() fits the config's scalers in place
     d3rlpy.seed(seed)
     model = config.create(device="cpu:0")
@@ -89,14 +96,8 @@ def train_d3rlpy(dataset: str, seed: int, offline_updates: int, online_steps: in
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--suite-root", type=Path, required=True, help="the --root heron's suite ran under")
-    p.add_argument("--out", type=Path, default=Path("d3rlpy-finetune.json"), help="d3rlpy's runs (kept; resumable)")
-    p.add_argument("--reps", type=int, default=5000, help="bootstrap resamples")
-    p.add_argument("--torch-threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="smoke run: one seed, 200 updates and 400 env steps")
-    p.add_argument("--report-only", action="store_true", help="train nothing: compare the runs --out already holds")
-    args = p.parse_args()
+    args = scores_parser(__doc__.splitlines()[0], "d3rlpy-finetune.json",
+                         "smoke run: one seed, 200 updates and 400 env steps").parse_args()
 
     import torch
 
@@ -107,12 +108,12 @@ def main() -> None:
     suite = load_suite(SUITE)
     cells = [c for c in suite.cells if c.algo == ALGO]  # one cell per seed (the online phase is not vmapped)
     cell, seeds = cells[0], sorted(s for c in cells for s in c.seeds)
-    hidden = int(next(o for o in cell.overrides if o.startswith("actor_hidden=")).split("=")[1].split(",")[0])
+    hidden = actor_width(cell)
     if args.quick:
         r = train_d3rlpy(cell.task, 0, 200, 400, hidden, 2)
         print(f"d3rlpy calql: {r['switch']:.1f} at the switch, {r['score']:.1f} after ({r['train_s']:.1f} s)")
         return
-    digest = settings_digest(d3rlpy_calql(hidden, *action_bounds(cell.task)))
+    digest = settings_digest(d3rlpy_calql(hidden, *suite_bounds(cells)[cell.task]))
     kept = json.loads(args.out.read_text()) if args.out.exists() else []
     done = [r for r in kept if r.get("settings") == digest and r["dataset"] == cell.task]
     for seed in seeds:
@@ -120,10 +121,7 @@ def main() -> None:
             continue
         r = train_d3rlpy(cell.task, seed, cell.steps, cell.online_steps, hidden, cell.eval_episodes)
         done.append(r)
-        kept.append(r)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(kept, indent=1))
-        os.replace(tmp, args.out)  # atomic: an interrupted run keeps every finished seed
+        keep_run(args.out, kept, r)
         print(f"d3rlpy calql seed {seed}: {r['switch']:.1f} at the switch, {r['score']:.1f} after "
               f"({r['train_s']:.0f} s)", flush=True)
 

@@ -101,11 +101,41 @@ def settings_digest(config) -> str:
     return hashlib.sha256(repr(config).encode()).hexdigest()[:12]  # serialize() fails on unfitted scalers
 
 
-def action_bounds(dataset: str) -> tuple[np.ndarray, np.ndarray]:
+def action_bounds(ds) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of a loaded dataset's action space."""
+    return np.asarray(ds.action_space.low), np.asarray(ds.action_space.high)
+
+
+def suite_bounds(cells) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """task → action bounds, each dataset read once (structure only: no fingerprint check)."""
     from heron.data.minari_io import load_dataset
 
-    space = load_dataset(dataset).action_space
-    return np.asarray(space.low), np.asarray(space.high)
+    return {t: action_bounds(load_dataset(t, verify=False)) for t in {c.task for c in cells}}
+
+
+def actor_width(cell) -> int:
+    """Hidden width of the cell's actor (its `actor_hidden=W,W` override)."""
+    return int(next(o for o in cell.overrides if o.startswith("actor_hidden=")).split("=")[1].split(",")[0])
+
+
+def keep_run(out: Path, kept: list[dict], run: dict) -> None:
+    """Append `run` to the kept runs in `out`, atomically: an interrupted script keeps every finished run."""
+    kept.append(run)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(kept, indent=1))
+    os.replace(tmp, out)
+
+
+def scores_parser(description: str, out_default: str, quick_help: str) -> argparse.ArgumentParser:
+    """The options both side-by-side score scripts take."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--suite-root", type=Path, required=True, help="the --root heron's suite ran under")
+    p.add_argument("--out", type=Path, default=Path(out_default), help="d3rlpy's runs (kept; resumable)")
+    p.add_argument("--reps", type=int, default=5000, help="bootstrap resamples")
+    p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--report-only", action="store_true", help="train nothing: compare the runs --out already holds")
+    return p
 
 
 def evaluate(model, env_id: str, episodes: int, seed: int) -> list[float]:
@@ -131,7 +161,7 @@ def train_d3rlpy(algo: str, dataset: str, seed: int, updates: int, hidden: int, 
     from heron.data.minari_io import load_dataset
 
     ds = load_dataset(dataset)
-    config = d3rlpy_config(algo, hidden, batch, *action_bounds(dataset))
+    config = d3rlpy_config(algo, hidden, batch, *action_bounds(ds))
     settings = settings_digest(config)  # before fitting: fit() fits the config's scalers in place
     d3rlpy.seed(seed)
     model = config.create(device="cpu:0")
@@ -160,14 +190,8 @@ def matrix(by: dict[tuple[str, str], list[float]], algo: str, tasks: list[str], 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--suite-root", type=Path, required=True, help="the --root heron's suite ran under")
-    p.add_argument("--out", type=Path, default=Path("d3rlpy-scores.json"), help="d3rlpy's runs (kept; resumable)")
-    p.add_argument("--reps", type=int, default=5000, help="bootstrap resamples")
-    p.add_argument("--torch-threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="smoke run: d3rlpy only, 200 updates, one seed per algorithm")
-    p.add_argument("--report-only", action="store_true", help="train nothing: compare the runs --out already holds")
-    args = p.parse_args()
+    args = scores_parser(__doc__.splitlines()[0], "d3rlpy-scores.json",
+                         "smoke run: d3rlpy only, 200 updates, one seed per algorithm").parse_args()
 
     import torch
 
@@ -182,9 +206,8 @@ def main() -> None:
             print(f"d3rlpy {algo}: {r['score']:.1f} after 200 updates ({r['train_s']:.1f} s)")
         return
     kept = json.loads(args.out.read_text()) if args.out.exists() else []
-    hidden = {c.key: int(next(o for o in c.overrides if o.startswith("actor_hidden=")).split("=")[1].split(",")[0])
-              for c in suite.cells}
-    bounds = {t: action_bounds(t) for t in {c.task for c in suite.cells}}
+    hidden = {c.key: actor_width(c) for c in suite.cells}
+    bounds = suite_bounds(suite.cells)
     current = {(c.algo, c.task): settings_digest(d3rlpy_config(c.algo, hidden[c.key], 256, *bounds[c.task]))
                for c in suite.cells}
     # only runs made with today's settings count (older ones stay in the file, ignored)
@@ -198,10 +221,7 @@ def main() -> None:
                 continue
             r = train_d3rlpy(cell.algo, cell.task, seed, cell.steps, hidden[cell.key], 256, cell.eval_episodes)
             done.append(r)
-            kept.append(r)
-            tmp = args.out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(kept, indent=1))
-            os.replace(tmp, args.out)  # atomic: an interrupted run keeps every finished seed
+            keep_run(args.out, kept, r)
             print(f"d3rlpy {cell.algo} {cell.task} seed {seed}: {r['score']:.1f} ({r['train_s']:.0f} s)", flush=True)
 
     ours = heron_scores(args.suite_root)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -236,3 +237,20 @@ def test_report_shows_the_shipped_reference_results(tmp_path):
     ref_ppo = np.mean(reference["final"]["ppo|CartPole-v1"])
     line = next(row for row in report.splitlines() if row.startswith("| ppo | CartPole-v1 |"))
     assert line.rstrip(" |").endswith(f"{ref_ppo:.1f} ({len(reference['final']['ppo|CartPole-v1'])})"), line
+
+
+def test_bootstrap_intervals_are_reproducible_and_leave_numpys_global_generator_alone():
+    from heron.experiments.bench_report import (
+        aggregates,
+        performance_profiles,
+        probability_of_improvement,
+    )
+
+    rng = np.random.default_rng(0)
+    m = {"a": rng.random((5, 3)), "b": rng.random((5, 3))}
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    for f in (aggregates, probability_of_improvement, performance_profiles):
+        assert pickle.dumps(f(m, 300, 0)) == pickle.dumps(f(m, 300, 0)), f.__name__  # bytes of equal arrays
+    assert np.array_equal(np.random.get_state()[1], before)
+

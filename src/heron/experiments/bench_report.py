@@ -102,15 +102,24 @@ def score_matrices(scores: list[RunScores], task: str | None = None) -> tuple[di
 
 
 def _interval_estimates(scores: dict, func, reps: int, seed: int):
-    """rliable's stratified bootstrap with a seeded RandomState (arch's FutureWarning about passing
-    one is rliable's to fix, not the user's)."""
+    """rliable's stratified bootstrap, reproducible from `seed`.
+
+    rliable's bootstraps draw their resampling indices from NumPy's global generator
+    (`np.random.choice` in `update_indices`), not from the `random_state` they are given, so the
+    global generator is seeded for the call and restored after it. (arch's FutureWarning about
+    passing a RandomState is rliable's to fix, not the user's.)"""
     import warnings
 
     from rliable import library
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return library.get_interval_estimates(scores, func, reps=reps, random_state=np.random.RandomState(seed))
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return library.get_interval_estimates(scores, func, reps=reps, random_state=np.random.RandomState(seed))
+    finally:
+        np.random.set_state(saved)
 
 
 def aggregates(matrices: dict[str, np.ndarray], reps: int, seed: int) -> dict[str, dict[str, list[float]]]:
