@@ -149,6 +149,9 @@ def test_bad_finetune_input_is_one_line(dataset_dir, capsys, tmp_path, monkeypat
         (["train", "iql", "--dataset", str(dataset_dir), "--warmup-steps", "10"], "need --online-steps"),
         (["train", "rcsl", "--dataset", str(dataset_dir), "--online-steps", "10"], "cannot continue online"),
         (["train", "iql", "--dataset", str(dataset_dir), "--online-steps", "10", "--seeds", "2"], "one seed"),
+        # WSRL's rule warms up for 5000 steps: over a 10-step online phase nothing would ever update
+        (["train", "iql", "--dataset", str(dataset_dir), "--online-steps", "10", "--finetune-method", "wsrl"],
+         "covers all 10 online steps"),
         (["finetune", str(tmp_path / "nope")], "nope"),
     ]
     for argv, message in cases:
@@ -210,6 +213,10 @@ def test_finetune_continues_an_offline_run_with_its_history(dataset_dir, tmp_pat
     out = capsys.readouterr()
     child = Path(out.out.strip().splitlines()[-1])
     assert child != parent and "switch:" in out.err
+    assert main(["finetune", str(parent), "--method", "wsrl", "--online-steps", "300", "--no-progress",
+                 "--runs-dir", str(runs)]) == 2
+    assert "covers all 300 online steps" in capsys.readouterr().err
+    assert sorted(runs.iterdir()) == sorted([parent, child])  # the refusal made no run
     config = json.loads((child / "config.json").read_text())
     assert config["loop"] == "finetune" and config["finetune"]["parent"] == str(parent)
     assert config["finetune"]["rule"]["keep_offline_data"] is True  # IQL's own rule: plain fine-tuning
@@ -307,7 +314,7 @@ def test_bench_report_separates_switch_rules_and_shows_the_switch(dataset_dir, t
     hidden = '["actor_hidden=16,16", "critic_hidden=16,16", "batch_size=32"]'
     grid = f'algos = ["iql"]\ndatasets = ["{dataset_dir}"]\nsteps = 200\nonline_steps = 300\noverrides = {{ iql = {hidden} }}\n'
     toml = tmp_path / "o2o.toml"
-    toml.write_text(f'name = "o2o"\nseeds = 1\neval_episodes = 2\n[[grid]]\n{grid}[[grid]]\n{grid}finetune_method = "wsrl"\n')
+    toml.write_text(f'name = "o2o"\nseeds = 1\neval_episodes = 2\n[[grid]]\n{grid}[[grid]]\n{grid}finetune_method = "wsrl"\nwarmup_steps = 50\n')
     suite = load_suite(toml)
     assert [c.label for c in suite.cells] == ["iql", "iql+wsrl"] and suite.algos == ["iql", "iql+wsrl"]
     assert main(["bench", "run", str(toml), "--root", str(tmp_path / "bench"), "--reps", "200"]) == 0
@@ -321,6 +328,8 @@ def test_bench_report_separates_switch_rules_and_shows_the_switch(dataset_dir, t
         row = rows[cell.label]
         assert row["runs"] == 1 and row["pre_switch"] == pytest.approx(summary["pre_switch_score"])
         assert row["dip_percent"] == pytest.approx(summary["dip_percent"])
+        rule = json.loads((cell_runs(root, cell)[0] / "config.json").read_text())["finetune"]["rule"]
+        assert rule["warmup_steps"] == (50 if cell.finetune_method else 0)  # the block's warm-up reached the run
         assert row["final"] == pytest.approx(summary["final_score"])
         assert row["recovered"] == (summary["steps_to_recover"] is not None)
     assert "## The switch" in (root / "report" / "report.md").read_text()

@@ -13,7 +13,8 @@ A suite is a TOML file (the shipped ones live in `heron/suites/`, `heron bench l
 
     [[grid]]                       # every algorithm × every task of the block
     algos = ["ppo", "dqn"]
-    envs = ["CartPole-v1"]         # or datasets = ["small/pendulum-medium"] (+ env, online_steps)
+    envs = ["CartPole-v1"]         # or datasets = ["small/pendulum-medium"] (+ env, online_steps,
+                                   #   finetune_method, warmup_steps)
     steps = 100_000
     overrides = { ppo = ["learning_rate=0.001"] }
 
@@ -44,7 +45,7 @@ BENCH_DIR_ENV = "HERON_BENCH_DIR"
 SUITE_KEYS = {"name", "description", "seeds", "eval_episodes", "checkpoint_fraction", "vmap_seeds", "references",
               "grid"}
 GRID_KEYS = {"algos", "envs", "datasets", "env", "steps", "online_steps", "overrides", "eval_every", "eval_episodes",
-             "loop", "finetune_method"}
+             "loop", "finetune_method", "warmup_steps"}
 
 
 def slug(text: str) -> str:
@@ -72,6 +73,8 @@ class Cell:
     checkpoint_every: int = 0
     loop: str = "auto"
     finetune_method: str | None = None
+    warmup_steps: int | None = None
+    """Offline→online cells: the switch rule's warm-up env steps; None: the rule's own."""
 
     @property
     def label(self) -> str:
@@ -84,7 +87,9 @@ class Cell:
         """Directory name of the cell: readable, and unique for the cell's whole definition."""
         seeds = f"s{self.seeds[0]}" if len(self.seeds) == 1 else f"s{self.seeds[0]}-{self.seeds[-1]}x{len(self.seeds)}"
         task = slug(self.task)
-        digest = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if not (k == "warmup_steps" and v is None)}
+        # (a field added later enters the digest only when set, so earlier suites keep their cell keys)
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.algo}__{task}__{seeds}__{digest}"
 
     def request(self):
@@ -94,7 +99,8 @@ class Cell:
                             seed=self.seeds[0], seeds=len(self.seeds), loop=self.loop, eval_every=self.eval_every,
                             eval_episodes=self.eval_episodes, checkpoint_every=self.checkpoint_every,
                             overrides=self.overrides, dataset=self.task if self.is_dataset else None,
-                            online_steps=self.online_steps, finetune_method=self.finetune_method)
+                            online_steps=self.online_steps, finetune_method=self.finetune_method,
+                            warmup_steps=self.warmup_steps)
 
 
 @dataclass(frozen=True)
@@ -215,11 +221,24 @@ def parse_suite(raw: dict, source: str = "") -> Suite:
         if env is not None and not is_dataset:
             raise HeronError(f"{bw}: env applies to dataset blocks (where to evaluate); online blocks use envs")
         budget = steps + online
+        method, warmup = _typed(block, "finetune_method", str, bw), _typed(block, "warmup_steps", int, bw)
+        if (method is not None or warmup is not None) and not online:
+            raise HeronError(f"{bw}: finetune_method and warmup_steps apply to blocks with online_steps")
+        if warmup is not None and warmup < 0:
+            raise HeronError(f"{bw}: warmup_steps must be >= 0, got {warmup}")
         for algo in algos:
             spec = get_agent(algo)
             if is_dataset != (spec.family == "offline"):
                 raise HeronError(f"{bw}: {algo} is {spec.family}; put it in a block with "
                                  f"{'datasets' if spec.family == 'offline' else 'envs'}")
+            if online:
+                from heron.loops import finetune
+
+                try:
+                    finetune.check_finetunable(spec)
+                    finetune.check_warmup(finetune.resolve_rule(spec, method, warmup_steps=warmup), online)
+                except HeronError as e:
+                    raise HeronError(f"{bw}, {algo}: {e}") from None
             for task in tasks:
                 groups = [tuple(seeds)] if vmap and not online else [(s,) for s in seeds]
                 for group in groups:
@@ -230,7 +249,7 @@ def parse_suite(raw: dict, source: str = "") -> Suite:
                         eval_episodes=_typed(block, "eval_episodes", int, bw, eval_episodes),
                         checkpoint_every=max(1, int(budget * fraction)) if not online else max(1, int(online * fraction)),
                         loop=_typed(block, "loop", str, bw, "auto"),
-                        finetune_method=_typed(block, "finetune_method", str, bw)))
+                        finetune_method=method, warmup_steps=warmup))
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):
         raise HeronError(f"{where}: the grid declares the same cell twice; remove the duplicate block")

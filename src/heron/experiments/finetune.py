@@ -182,6 +182,8 @@ def train_offline_to_online(req, spec: AgentSpec, *, runs_root: Path | None = No
     agent_cfg = resolve_agent_config(spec, req.overrides, req.steps)
     rule = finetune.resolve_rule(spec, req.finetune_method, keep_offline_data=req.keep_offline_data,
                                  warmup_steps=req.warmup_steps, updates_per_step=req.updates_per_step)
+    if resume is None:
+        finetune.check_warmup(rule, req.online_steps)
     offset = req.steps
     ft = {"method": req.finetune_method, "rule": finetune.rule_summary(rule), "online_steps": req.online_steps,
           "switch_step": offset, "env": env_id, **({"eval_env": eval_env} if req.eval_env else {})}
@@ -267,9 +269,10 @@ def finetune_run(parent_dir: Path, *, env_id: str | None, online_steps: int, met
     settings = {"method": method, "keep_offline_data": keep_offline_data, "warmup_steps": warmup_steps,
                 "updates_per_step": updates_per_step, "parent_seed": parent_seed, "eval_every": eval_every,
                 "eval_episodes": eval_episodes, "checkpoint_every": checkpoint_every}
-    from heron.loops.finetune import rule_summary
+    from heron.loops.finetune import check_warmup, rule_summary
 
     setup = _FinetuneSetup(parent, env_id, online_steps, settings)
+    check_warmup(setup.rule, online_steps)
     agent, offset = setup.pretrained_agent(parent)
 
     ft = {"method": method, "rule": rule_summary(setup.rule), "online_steps": online_steps, "switch_step": offset,

@@ -81,6 +81,15 @@ def resolve_rule(spec: AgentSpec, method: str | None = None, *, keep_offline_dat
     return rule
 
 
+def check_warmup(rule: FinetuneRule, online_steps: int) -> None:
+    """Refuse a warm-up that fills the whole online phase: no online update would run, and the
+    run would report the pre-trained policy as the fine-tuned one."""
+    if online_steps > 0 and rule.warmup_steps >= online_steps:
+        raise HeronError(f"the switch rule's warm-up ({rule.warmup_steps} env steps, no updates) covers all "
+                         f"{online_steps} online steps, so the online phase would never update: raise --online-steps "
+                         f"above {rule.warmup_steps} or lower --warmup-steps (a suite block: warmup_steps = N)")
+
+
 def online_config(spec: AgentSpec, cfg, rule: FinetuneRule):
     return cfg if rule.online_config is None else rule.online_config(cfg)
 
