@@ -222,6 +222,71 @@ def test_ray_workers_killed_mid_run_are_retried_and_resume(tmp_path):
     assert (root / "report" / "report.md").exists()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _session_processes(sid: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # field 6 of /proc/PID/stat, the session id
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_suite_runs_on_a_ray_cluster_given_its_address(tmp_path):
+    """`heron bench run --ray-address`: a Ray head started on its own (`ray start --head`, as on a
+    cluster's head node) runs the cells; the suite process only submits them and writes the report."""
+    import secrets
+    import shutil
+    import tempfile
+
+    port = _free_port()
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    # a cluster with Ray's token authentication, the token handed out as on a real cluster
+    env = {**_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={port}",
+                             "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=false",
+                             "--disable-usage-stats", f"--temp-dir={ray_tmp}", "--block"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # its own session: the teardown stops this cluster only
+    try:
+        toml = _write(tmp_path, TINY.replace("seeds = 2", "seeds = 1").replace('"ppo", "dqn"', '"ppo"')
+                                   .replace("2048", "1024").replace('overrides = { dqn = ["learning_starts=500"] }', ""))
+        suite = load_suite(toml)
+        root = suite_dir(suite, tmp_path / "bench")
+        cmd = [sys.executable, "-m", "heron.cli.main", "bench", "run", str(toml), "--root", str(tmp_path / "bench"),
+               "--ray-address", f"127.0.0.1:{port}", "--reps", "200"]
+        deadline = time.monotonic() + 120
+        while True:  # the head takes a few seconds to come up
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+            if proc.returncode == 0 or time.monotonic() > deadline or "could not connect" not in proc.stderr:
+                break
+            assert head.poll() is None, head.communicate()[1][-3000:]
+            time.sleep(2)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (run_dir,) = cell_runs(root, suite.cells[0])
+        status = read_status(run_dir)
+        assert status["status"] == "finished", status
+        # the run trained in a worker of the head's cluster (the worker's log is in that cluster's
+        # session), not in a Ray instance the suite process started
+        assert list(ray_tmp.glob(f"session_*/logs/python-core-worker-*_{status['pid']}.log")), status["pid"]
+        assert (root / "report" / "report.md").exists()
+    finally:
+        for pid in _session_processes(head.pid):
+            os.kill(pid, signal.SIGKILL)
+        head.wait(timeout=60)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
 def test_ray_map_yields_results_and_reraises_a_task_error_as_itself():
     from heron.experiments.bench import slug
     from heron.experiments.scale import ray_map

@@ -3,7 +3,9 @@
 Local by default: `workers` > 0 starts a Ray instance on this machine with that many CPU slots
 (one task per slot; each task is one heron run). `address` connects to a running cluster instead
 ("auto", or "ray://host:10001"); heron must be installed on its nodes and the suite's root must
-be a path every node sees (a shared file system), since runs are written there.
+be a path every node sees (a shared file system), since runs are written there. A cluster with
+Ray's token authentication (the default for `ray start --head` once ~/.ray/auth_token exists)
+takes the token only when asked: set RAY_AUTH_MODE=token, and RAY_AUTH_TOKEN or that file.
 
 Fault tolerance: a task whose worker process dies (killed, out of memory, node lost) is retried
 up to `max_retries` times by Ray. Work items are idempotent by design — a suite cell resumes its
@@ -56,8 +58,14 @@ def init_ray(workers: int = 0, address: str | None = None, dashboard: bool = Fal
             # instance on the machine (another suite's or study's), whose slots and lifetime are not ours.
             return ray.init(address="local", num_cpus=max(workers, 1), **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise HeronError(f"could not start {where} ({err}); check --ray-address, or drop it to run locally") from None
+        if not address:
+            raise HeronError(f"could not start a local Ray instance ({err})") from None
+        # Ray says only "failed to connect" when the cluster refuses a client without its token
+        auth = "" if os.environ.get("RAY_AUTH_MODE") else (
+            "; if the cluster uses token authentication, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or "
+            "~/.ray/auth_token)")
+        raise HeronError(f"could not connect to the Ray cluster at {address} ({err}){auth}; check --ray-address, "
+                         "or drop it to run locally") from None
 
 
 def wait_next(pending: dict) -> tuple[object, object, BaseException | None]:
