@@ -80,6 +80,10 @@ def _write(tmp_path, text, name="suite.toml") -> Path:
      "overrides.dqn"),
     ({"references": {"CartPole-v1": {"random": 1.0}}}, "references.CartPole-v1"),
     ({"grid": [{"algos": ["iql"], "datasets": ["d"], "steps": 10, "warmup_steps": 5}]}, "apply to blocks with online"),
+    # SAC's first update comes after 5000 env steps: a 2000-step cell would learn nothing
+    ({"grid": [{"algos": ["sac"], "envs": ["Pendulum-v1"], "steps": 2000}]}, "sac takes its first update after"),
+    ({"grid": [{"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10, "overrides": {"ppo": ["gama=0.9"]}}]},
+     "did you mean gamma"),
     ({"grid": [{"algos": ["iql"], "datasets": ["d"], "steps": 10, "online_steps": 9, "warmup_steps": -1}]},
      "warmup_steps must be >= 0"),
     # WSRL's own warm-up (5000 steps) would fill a 100-step online phase: no update would ever run

@@ -25,6 +25,8 @@ HERON = [sys.executable, "-m", "heron.cli.main"]
     (["train", "sac", "--env", "Pendulum-v1", "gama=0.9"], "unknown sac config field 'gama': did you mean gamma?"),
     (["train", "sac", "--env", "Pendulum-v1", "batch_size=big"], "bad value 'big' for batch_size"),
     (["train", "sac", "--env", "Pendulum-v1", "--lr", "3"], "unknown option --lr"),
+    # SAC starts learning after 5000 env steps: a 1000-step run would be its random initial policy
+    (["train", "sac", "--env", "Pendulum-v1", "--steps", "1000"], "raise --steps above 5000"),
     (["train", "sac", "--env", "Pendulum-v1", "--steps", "x"], "argument --steps: invalid int value"),
     (["train", "sac", "--env", "HalfCheetah-v5", "--seeds", "2"], "--seeds 2 trains seeds together by vmap"),
     (["train", "--resume", "no/such/run"], "no/such/run"),

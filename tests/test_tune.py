@@ -47,6 +47,10 @@ def test_parse_param():
     (BASE + ["--trials", "1", "--objective", "final", "--objective", "time", "--pruner", "median"], "single objective"),
     (BASE + ["--trials", "0"], "--trials must be >= 1"),
     (["tune", "ppo", "--env", "NoSuchEnv-v0", "--trials", "1", "--steps", "10"], "NoSuchEnv-v0"),
+    # every trial would end before SAC's first update (learning_starts=5000)
+    (["tune", "sac", "--env", "Pendulum-v1", "--trials", "2", "--steps", "1000"], "takes its first update after"),
+    (["tune", "wsrl", "--dataset", "d", "--trials", "2", "--steps", "10", "--online-steps", "100"],
+     "covers all 100 online steps"),
 ])
 def test_bad_requests_exit_2_and_make_no_study(tmp_path, capsys, argv, message):
     assert main(argv + ["--root", str(tmp_path)]) == 2

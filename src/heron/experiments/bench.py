@@ -231,6 +231,13 @@ def parse_suite(raw: dict, source: str = "") -> Suite:
             if is_dataset != (spec.family == "offline"):
                 raise HeronError(f"{bw}: {algo} is {spec.family}; put it in a block with "
                                  f"{'datasets' if spec.family == 'offline' else 'envs'}")
+            if not is_dataset:
+                from heron.experiments.train import check_learning_starts, resolve_agent_config
+
+                try:
+                    check_learning_starts(algo, resolve_agent_config(spec, overrides.get(algo, ()), steps), steps)
+                except HeronError as e:
+                    raise HeronError(f"{bw}, {algo}: {e}") from None
             if online:
                 from heron.loops import finetune
 

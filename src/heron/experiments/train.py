@@ -69,6 +69,16 @@ def resolve_agent_config(spec: AgentSpec, overrides, steps: int):
     return cfg
 
 
+def check_learning_starts(algo: str, cfg, steps: int) -> None:
+    """Refuse an off-policy run that ends before its first update (it would report its random
+    initial policy as trained)."""
+    starts = getattr(cfg, "learning_starts", None)
+    if starts is not None and starts >= steps:
+        raise HeronError(f"{algo} takes its first update after learning_starts={starts} env steps, but the run has "
+                         f"{steps}, so it would learn nothing: raise --steps above {starts} or pass "
+                         f"learning_starts=N with N < {steps}")
+
+
 def choose_loop(req: TrainRequest) -> str:
     from heron.envs.jax_envs import available_jax_envs
 
@@ -219,6 +229,8 @@ def train(req: TrainRequest, *, runs_root: Path | None = None, progress: bool = 
         check_env_id(req.env_id)
     loop_kind = choose_loop(req)
     agent_cfg = resolve_agent_config(spec, req.overrides, req.steps)
+    if resume is None:
+        check_learning_starts(req.algo, agent_cfg, req.steps)
     check_action_space(spec.name, spec.action_kinds, _action_space(req.env_id, loop_kind), req.env_id)
     eval_every = req.eval_every or max(req.steps // 10, 1)
 
