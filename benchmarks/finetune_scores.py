@@ -55,18 +55,15 @@ ALGOS = ("calql", "cql")
 
 
 def d3rlpy_finetune_config(algo: str, hidden: int, low, high):
+    """The offline comparison's matched CQL; Cal-QL is the same settings on d3rlpy's CalQLConfig."""
+    import dataclasses
+
     import d3rlpy
 
+    cql = d3rlpy_config("cql", hidden, 256, low, high)
     if algo == "cql":
-        return d3rlpy_config("cql", hidden, 256, low, high)
-
-    enc = d3rlpy.models.VectorEncoderFactory([hidden, hidden])
-    return d3rlpy.algos.CalQLConfig(
-        batch_size=256, actor_learning_rate=1e-4, critic_learning_rate=3e-4, temp_learning_rate=1e-4,
-        actor_encoder_factory=enc, critic_encoder_factory=enc, n_critics=2, initial_temperature=1.0,
-        conservative_weight=5.0, alpha_learning_rate=0.0, initial_alpha=1.0, n_action_samples=10,
-        observation_scaler=d3rlpy.preprocessing.StandardObservationScaler(),
-        action_scaler=d3rlpy.preprocessing.MinMaxActionScaler(minimum=low, maximum=high))
+        return cql
+    return d3rlpy.algos.CalQLConfig(**{f.name: getattr(cql, f.name) for f in dataclasses.fields(cql)})
 
 
 def train_d3rlpy(algo: str, dataset: str, seed: int, offline_updates: int, online_steps: int, hidden: int,

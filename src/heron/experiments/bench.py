@@ -231,21 +231,12 @@ def parse_suite(raw: dict, source: str = "") -> Suite:
             if is_dataset != (spec.family == "offline"):
                 raise HeronError(f"{bw}: {algo} is {spec.family}; put it in a block with "
                                  f"{'datasets' if spec.family == 'offline' else 'envs'}")
-            if not is_dataset:
-                from heron.experiments.train import check_learning_starts, resolve_agent_config
+            from heron.experiments.train import check_budget
 
-                try:
-                    check_learning_starts(algo, resolve_agent_config(spec, overrides.get(algo, ()), steps), steps)
-                except HeronError as e:
-                    raise HeronError(f"{bw}, {algo}: {e}") from None
-            if online:
-                from heron.loops import finetune
-
-                try:
-                    finetune.check_finetunable(spec)
-                    finetune.check_warmup(finetune.resolve_rule(spec, method, warmup_steps=warmup), online)
-                except HeronError as e:
-                    raise HeronError(f"{bw}, {algo}: {e}") from None
+            try:
+                check_budget(spec, overrides.get(algo, ()), steps, online, method, warmup)
+            except HeronError as e:
+                raise HeronError(f"{bw}, {algo}: {e}") from None
             for task in tasks:
                 groups = [tuple(seeds)] if vmap and not online else [(s,) for s in seeds]
                 for group in groups:

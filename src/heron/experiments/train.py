@@ -79,6 +79,20 @@ def check_learning_starts(algo: str, cfg, steps: int) -> None:
                          f"learning_starts=N with N < {steps}")
 
 
+def check_budget(spec: AgentSpec, overrides, steps: int, online_steps: int = 0, finetune_method: str | None = None,
+                 warmup_steps: int | None = None, learning_starts_known: bool = True) -> None:
+    """Before any run starts (suites, studies): refuse a budget under which nothing would be learned —
+    an online run ending before learning_starts (unless a study searches it: `learning_starts_known`),
+    or a switch rule's warm-up filling the online phase."""
+    if spec.family != "offline" and learning_starts_known:
+        check_learning_starts(spec.name, resolve_agent_config(spec, overrides, steps), steps)
+    if online_steps:
+        from heron.loops import finetune
+
+        finetune.check_finetunable(spec)
+        finetune.check_warmup(finetune.resolve_rule(spec, finetune_method, warmup_steps=warmup_steps), online_steps)
+
+
 def choose_loop(req: TrainRequest) -> str:
     from heron.envs.jax_envs import available_jax_envs
 

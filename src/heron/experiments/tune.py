@@ -266,16 +266,11 @@ def _check(req: TuneRequest) -> None:
     if req.pruner == "median" and len(req.objectives) > 1:
         raise HeronError("pruning needs a single objective (Optuna cannot prune multi-objective studies): "
                          "drop --pruner median or keep one --objective")
+    from heron.experiments.train import check_budget
+
     searched = {t.split("=", 1)[0] for t in req.params or DEFAULT_SPACES.get(req.algo, ())}
-    if req.dataset is None and "learning_starts" not in searched:
-        from heron.experiments.train import check_learning_starts, resolve_agent_config
-
-        check_learning_starts(req.algo, resolve_agent_config(spec, req.overrides, req.steps), req.steps)
-    if req.online_steps:
-        from heron.loops import finetune
-
-        finetune.check_finetunable(spec)
-        finetune.check_warmup(finetune.resolve_rule(spec), req.online_steps)
+    check_budget(spec, req.overrides, req.steps, req.online_steps,
+                 learning_starts_known="learning_starts" not in searched)  # else each trial's run checks it
 
 
 def _fail_stale_trials(study) -> list[dict]:
