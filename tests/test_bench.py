@@ -92,6 +92,14 @@ def _write(tmp_path, text, name="suite.toml") -> Path:
     ({"grid": [{"algos": ["iql"], "datasets": ["d"], "steps": 10, "online_steps": 100, "finetune_method": "wsrl",
                 "warmup_steps": 100}]}, "covers all 100 online steps"),
     ({"grid": [{"algos": ["rcsl"], "datasets": ["d"], "steps": 10, "online_steps": 100}]}, "cannot continue online"),
+    ({"grid": [{"algos": ["iql"], "datasets": ["d"], "steps": 10, "eval_env": "Pendulum-v1"}]},
+     "eval_env applies to blocks with online_steps"),
+    ({"grid": [{"algos": ["ppo", "dqn"], "envs": ["CartPole-v1"], "steps": 10, "label": "x"}]}, "block with one algorithm"),
+    ({"grid": [{"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10, "label": "a b"}]}, "a plain word"),
+    # the same method under two settings would pool in reports unless one block names itself
+    ({"grid": [{"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10},
+               {"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10, "overrides": {"ppo": ["gamma=0.9"]}}]},
+     "two blocks run ppo on CartPole-v1 with different settings; give one of them a label"),
 ])
 def test_bad_suite_declarations_name_the_problem(mutation, message):
     raw = {"name": "s", "grid": [{"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10}], **mutation}
@@ -125,6 +133,17 @@ def test_warmup_steps_reach_the_run_and_leave_earlier_cell_keys_alone():
     # A block without warmup_steps keeps the key it had before the field existed, so the runs of
     # suites started then are still found (this key names Cal-QL's seed-0 run of that time).
     assert "calql__demo_pendulum-medium__s0__864f2ca4" in {c.key for c in suite.cells}
+
+
+def test_labelled_ablation_and_eval_env_reach_reports_and_runs():
+    suite = load_suite("sim-to-real-quick")
+    assert suite.algos == ["h2o", "mixing", "iql"]
+    mixing = [c for c in suite.cells if c.label == "mixing" and "pendulum" in c.task]
+    assert len(mixing) == 5 and all(c.algo == "h2o" and "penalty_weight=0" in c.overrides for c in mixing)
+    request = mixing[0].request()
+    assert (request.algo, request.env_id, request.eval_env) == ("h2o", "Pendulum-v1", "heron/Pendulum-real-v0")
+    h2o = next(c for c in suite.cells if c.label == "h2o")
+    assert h2o.key.startswith("h2o__") and h2o.key != mixing[0].key
 
 
 def test_suite_runs_skips_finished_cells_and_reports(tmp_path, capsys):

@@ -115,6 +115,24 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     assert evals == (killed_dir / "eval.csv").read_text().splitlines()
 
 
+def test_eval_in_another_env_with_the_runs_spaces(tmp_path, capsys):
+    """A policy trained in the simulator, deployed on its "real" system: `heron eval --env`."""
+    assert main(["train", "sac", "--env", "Pendulum-v1", "--steps", "400", "--seeds", "2", "--eval-episodes", "1",
+                 "--no-progress", "--runs-dir", str(tmp_path), "learning_starts=200", "actor_hidden=8",
+                 "critic_hidden=8"]) == 0
+    run_dir = capsys.readouterr().out.strip().splitlines()[-1]
+    returns = {}
+    for env in (None, "Pendulum-v1", "heron/Pendulum-real-v0"):
+        assert main(["eval", run_dir, "--episodes", "3", *(["--env", env] if env else [])]) == 0
+        out = capsys.readouterr().out
+        assert "over 6 episodes" in out, out  # both seeds, 3 episodes each
+        returns[env] = float(out.split("mean return ")[1].split()[0])
+    assert returns["heron/Pendulum-real-v0"] != returns["Pendulum-v1"]
+    assert main(["eval", run_dir, "--env", "CartPole-v1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--env CartPole-v1 does not fit" in err and "Pendulum-v1" in err and "\n" not in err, err
+
+
 def test_train_eval_and_runs_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HERON_RUNS_DIR", str(tmp_path))
     assert main(["train", "ppo", "--env", "CartPole-v1", "--steps", "4096", "--seeds", "2", "--eval-episodes", "3",

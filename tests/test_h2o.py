@@ -231,6 +231,8 @@ def test_h2o_run_acts_in_the_simulator_evaluates_on_the_real_system_and_resumes_
     assert "train/dynamics_ratio_mean" in metrics and "train/penalty" in metrics
     assert main(["eval", str(run_dir), "--episodes", "2"]) == 0
     assert "mean return" in capsys.readouterr().out
+    assert main(["eval", str(run_dir), "--episodes", "2", "--env", "Pendulum-v1"]) == 0  # in the simulator
+    assert "over 2 episodes" in capsys.readouterr().out
 
     copy = runs / (run_dir.name + "-copy")
     shutil.copytree(run_dir, copy)

@@ -16,8 +16,8 @@ from heron.data import load_dataset
 from heron.data.suites import (
     KINDS,
     SuitePreset,
-    _mujoco,
     _pendulum,
+    _task,
     choose_medium,
     make_suite,
     read_manifest,
@@ -26,7 +26,7 @@ from heron.data.suites import (
 from heron.errors import HeronError
 
 TINY_PENDULUM = SuitePreset("tiny", (_pendulum(6_000, 200, 4_000, 20, 20, learning_starts=500),))
-TINY_HOPPER = SuitePreset("tiny", (_mujoco("hopper", "Hopper-v5", 2_000, 1_000, 1_000, 3, 2, learning_starts=500),))
+TINY_HOPPER = SuitePreset("tiny", (_task("hopper", "Hopper-v5", 2_000, 1_000, 1_000, 3, 2, learning_starts=500),))
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +155,8 @@ def test_failure_midway_leaves_no_partial_dataset(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["data", "suite", "make", "small", "--preset", "huge"], "unknown suite preset 'huge': choose one of small, full"),
-    (["data", "suite", "make", "mine"], "pass --preset (small, full)"),
+    (["data", "suite", "make", "small", "--preset", "huge"], "unknown suite preset 'huge': choose one of small, full, sim-real"),
+    (["data", "suite", "make", "mine"], "pass --preset (small, full, sim-real)"),
     (["data", "suite", "make", "small", "--tasks", "ant"], "unknown task 'ant' for preset small: choose from pendulum"),
     (["data", "suite", "make", "a/b", "--preset", "small"], "bad suite name 'a/b'"),
     (["data", "suite", "make", "small", "--seed", "-1"], "--seed must be a non-negative integer"),
@@ -178,6 +178,29 @@ def test_cli_refuses_a_foreign_directory_and_lists_presets(tmp_path, capsys):
     assert main(["data", "suite", "list", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "small: pendulum (Pendulum-v1" in out and "walker2d (Walker2d-v5" in out
+
+
+@pytest.mark.learning  # trains SAC for 3000 steps (the builder refuses an expert no better than random)
+def test_sim_real_preset_collects_on_the_real_systems(tmp_path):
+    """The sim-real preset's data comes from the changed physics: every Pendulum transition of a tiny build
+    follows g = 15, not the simulator's g = 10."""
+    from heron.data.suites import SIM_REAL
+    from heron.envs.sim_real import REAL_PENDULUM_G
+
+    assert {t.env_id for t in SIM_REAL.tasks} == {"heron/Pendulum-real-v0", "heron/Hopper-real-v0"}
+    budget = next(t for t in SIM_REAL.tasks if t.slug == "pendulum-real")
+    tiny = SuitePreset("tiny", (_task("pendulum-real", budget.env_id, 3_000, 500, 400, 5, 2, learning_starts=500),))
+    ds = load_dataset(make_suite("tiny", tiny, root=tmp_path) / "pendulum-real-random")
+    assert ds.env_id == "heron/Pendulum-real-v0"
+    t = ds.transitions()
+    obs, act, nxt = (np.asarray(x) for x in (t.obs, t.action, t.next_obs))
+    theta, dt = np.arctan2(obs[:, 1], obs[:, 0]), 0.05
+
+    def next_velocity(g):  # Gymnasium's Pendulum step (m = l = 1)
+        return np.clip(obs[:, 2] + (3 * g / 2 * np.sin(theta) + 3.0 * np.clip(act[:, 0], -2, 2)) * dt, -8, 8)
+
+    np.testing.assert_allclose(nxt[:, 2], next_velocity(REAL_PENDULUM_G), atol=1e-4)
+    assert np.abs(nxt[:, 2] - next_velocity(10.0)).max() > 0.1
 
 
 def test_full_preset_covers_the_d4rl_tasks():

@@ -154,7 +154,7 @@ def _cmd_eval(args, extra) -> int:
 
     from heron.experiments.train import evaluate_run
 
-    returns = evaluate_run(args.run_dir, episodes=args.episodes, seed=args.seed)
+    returns = evaluate_run(args.run_dir, episodes=args.episodes, seed=args.seed, env_id=args.env)
     print(f"{args.run_dir}: mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {returns.size} episodes")
     return 0
 
@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--env", default=None, metavar="ID",
+                   help="evaluate in this env instead of the run's own (same spaces; e.g. a policy trained in a "
+                        "simulator on its real system: heron/Pendulum-real-v0)")
     p.set_defaults(handler=_cmd_eval)
     p = sub.add_parser("finetune", help="continue a finished offline run online (a new run with both phases)")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="an offline run made by `heron train ALGO --dataset D`")

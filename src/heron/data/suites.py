@@ -45,6 +45,9 @@ Presets and cost (measured on this project's 2-core x86 CPU, shared with other j
            whole suite: ~10 CPU-hours on 2 cores, ~2 GB on disk, ~0.5 GB RAM per task
                         (replay buffer 1M rows + ~100 policy snapshots). Build it task by task
                         (`--tasks hopper`, then `--tasks halfcheetah`, ...) so a crash costs one task.
+    sim-real  small's budgets on the "real" systems of heron/envs/sim_real.py (H2O's real data):
+           pendulum-real (heron/Pendulum-real-v0, g = 15): 157 s; hopper-real (heron/Hopper-real-v0,
+                        torso mass doubled): 233 s, its expert returning ~300 (each beside a benchmark)
 
 Failure and overwrite rules: a task is the unit of work. Its six datasets are written into a
 staging directory inside the suite, moved into place only when all six are complete, and then
@@ -160,7 +163,7 @@ def _pendulum(expert_steps, snapshot_every, transitions, ref_eps, snap_eps, **ag
                       sac.Config(buffer_size=expert_steps, **agent))
 
 
-def _mujoco(slug, env_id, expert_steps, snapshot_every, transitions, ref_eps, snap_eps, **agent) -> TaskBudget:
+def _task(slug, env_id, expert_steps, snapshot_every, transitions, ref_eps, snap_eps, **agent) -> TaskBudget:
     return TaskBudget(slug, env_id, expert_steps, snapshot_every, transitions, ref_eps, snap_eps,
                       sac.Config(buffer_size=expert_steps, **agent))
 
@@ -170,7 +173,7 @@ SMALL = SuitePreset(
     name="small",
     tasks=(
         _pendulum(12_000, 200, 20_000, 100, 20, learning_starts=1_000),
-        _mujoco("hopper", "Hopper-v5", 15_000, 1_500, 20_000, 10, 5, learning_starts=2_000),
+        _task("hopper", "Hopper-v5", 15_000, 1_500, 20_000, 10, 5, learning_starts=2_000),
     ),
     description="Pendulum-v1 (12k SAC steps) and Hopper-v5 (15k SAC steps), 20k-transition datasets; minutes on 2 cores",
 )
@@ -180,15 +183,28 @@ FULL = SuitePreset(
     name="full",
     tasks=(
         _pendulum(50_000, 500, 1_000_000, 100, 20, learning_starts=5_000),
-        _mujoco("hopper", "Hopper-v5", 1_000_000, 10_000, 1_000_000, 100, 10),
-        _mujoco("halfcheetah", "HalfCheetah-v5", 1_000_000, 10_000, 1_000_000, 100, 10),
-        _mujoco("walker2d", "Walker2d-v5", 1_000_000, 10_000, 1_000_000, 100, 10),
+        _task("hopper", "Hopper-v5", 1_000_000, 10_000, 1_000_000, 100, 10),
+        _task("halfcheetah", "HalfCheetah-v5", 1_000_000, 10_000, 1_000_000, 100, 10),
+        _task("walker2d", "Walker2d-v5", 1_000_000, 10_000, 1_000_000, 100, 10),
     ),
     description="Pendulum-v1, Hopper-v5, HalfCheetah-v5, Walker2d-v5; 1M-step SAC experts, 1M-transition datasets; "
                 "about 10 CPU-hours on 2 cores",
 )
 
-PRESETS: dict[str, SuitePreset] = {p.name: p for p in (SMALL, FULL)}
+# The "real" systems of the sim/real pairs (heron/envs/sim_real.py) at the small budgets: the fixed real-world
+# data H2O learns from beside the stock simulator (`heron train h2o --dataset sim-real/pendulum-real-medium
+# --env Pendulum-v1 --eval-env heron/Pendulum-real-v0`).
+SIM_REAL = SuitePreset(
+    name="sim-real",
+    tasks=(
+        _task("pendulum-real", "heron/Pendulum-real-v0", 12_000, 200, 20_000, 100, 20, learning_starts=1_000),
+        _task("hopper-real", "heron/Hopper-real-v0", 15_000, 1_500, 20_000, 10, 5, learning_starts=2_000),
+    ),
+    description="the real systems of the sim/real pairs (Pendulum with g = 15, Hopper with a doubled torso mass) at "
+                "small's budgets; datasets for H2O",
+)
+
+PRESETS: dict[str, SuitePreset] = {p.name: p for p in (SMALL, FULL, SIM_REAL)}
 
 
 def get_preset(preset: str | SuitePreset) -> SuitePreset:

@@ -12,10 +12,14 @@ Each "real" system is a registered Gymnasium id whose simulator is the stock env
 Everything else (observations, actions, rewards, time limits) is the simulator's, so a dataset
 from one fits the other. A policy trained in the simulator alone loses much of its return on the
 real system (Pendulum: SAC trained 8000 steps in Pendulum-v1 scores about −200 there and about
-−1150 on `heron/Pendulum-real-v0`, where SAC trained in it reaches about −250). Typical use:
+−1150 on `heron/Pendulum-real-v0`, where SAC trained in it reaches about −250). Typical use, with
+the real data of `heron data suite make sim-real` (D4RL-style datasets of the real systems):
 
-    heron train h2o --dataset REAL_DATA --env Pendulum-v1 --eval-env heron/Pendulum-real-v0 \\
-        --steps 0 --online-steps 20000
+    heron train h2o --dataset sim-real/pendulum-real-medium --env Pendulum-v1 \\
+        --eval-env heron/Pendulum-real-v0 --steps 0 --online-steps 20000
+
+The shipped suite sim-to-real-quick sets H2O against the same learner without its dynamics-aware
+parts and against the real data alone.
 
 Importing `heron.envs` registers the ids.
 """

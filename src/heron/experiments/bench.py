@@ -14,9 +14,11 @@ A suite is a TOML file (the shipped ones live in `heron/suites/`, `heron bench l
     [[grid]]                       # every algorithm × every task of the block
     algos = ["ppo", "dqn"]
     envs = ["CartPole-v1"]         # or datasets = ["small/pendulum-medium"] (+ env, online_steps,
-                                   #   finetune_method, warmup_steps)
+                                   #   finetune_method, warmup_steps, eval_env)
     steps = 100_000
     overrides = { ppo = ["learning_rate=0.001"] }
+    label = "..."                  # optional, one-algorithm blocks: the method's name in reports (an
+                                   #   ablation: the same algorithm under other overrides)
 
 Each (algorithm, task, seed) is a cell; its runs live in SUITE_DIR/runs/<cell key>/. Running a
 suite skips cells that already hold a finished run, resumes a cell whose run was killed or
@@ -45,7 +47,11 @@ BENCH_DIR_ENV = "HERON_BENCH_DIR"
 SUITE_KEYS = {"name", "description", "seeds", "eval_episodes", "checkpoint_fraction", "vmap_seeds", "references",
               "grid"}
 GRID_KEYS = {"algos", "envs", "datasets", "env", "steps", "online_steps", "overrides", "eval_every", "eval_episodes",
-             "loop", "finetune_method", "warmup_steps"}
+             "loop", "finetune_method", "warmup_steps", "eval_env", "label"}
+
+
+_LATER_FIELDS = ("warmup_steps", "eval_env", "name")
+"""Cell fields added after suites had run: unset, they stay out of the key's digest (see Cell.key)."""
 
 
 def slug(text: str) -> str:
@@ -75,11 +81,17 @@ class Cell:
     finetune_method: str | None = None
     warmup_steps: int | None = None
     """Offline→online cells: the switch rule's warm-up env steps; None: the rule's own."""
+    eval_env: str | None = None
+    """Offline→online cells: evaluate in this env instead of `env` (H2O: the real system beside its simulator)."""
+    name: str | None = None
+    """How reports name the method (an ablation: one algorithm under other settings); None: `label`'s default."""
 
     @property
     def label(self) -> str:
         """How reports name the cell's method: the algorithm, plus the switch rule when one is chosen
-        (IQL fine-tuned under WSRL's rule is "iql+wsrl", not IQL)."""
+        (IQL fine-tuned under WSRL's rule is "iql+wsrl", not IQL), or the block's own name for it."""
+        if self.name:
+            return self.name
         return f"{self.algo}+{self.finetune_method}" if self.finetune_method else self.algo
 
     @property
@@ -87,7 +99,7 @@ class Cell:
         """Directory name of the cell: readable, and unique for the cell's whole definition."""
         seeds = f"s{self.seeds[0]}" if len(self.seeds) == 1 else f"s{self.seeds[0]}-{self.seeds[-1]}x{len(self.seeds)}"
         task = slug(self.task)
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if not (k == "warmup_steps" and v is None)}
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if not (k in _LATER_FIELDS and v is None)}
         # (a field added later enters the digest only when set, so earlier suites keep their cell keys)
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.algo}__{task}__{seeds}__{digest}"
@@ -100,7 +112,7 @@ class Cell:
                             eval_episodes=self.eval_episodes, checkpoint_every=self.checkpoint_every,
                             overrides=self.overrides, dataset=self.task if self.is_dataset else None,
                             online_steps=self.online_steps, finetune_method=self.finetune_method,
-                            warmup_steps=self.warmup_steps)
+                            warmup_steps=self.warmup_steps, eval_env=self.eval_env)
 
 
 @dataclass(frozen=True)
@@ -226,6 +238,13 @@ def parse_suite(raw: dict, source: str = "") -> Suite:
             raise HeronError(f"{bw}: finetune_method and warmup_steps apply to blocks with online_steps")
         if warmup is not None and warmup < 0:
             raise HeronError(f"{bw}: warmup_steps must be >= 0, got {warmup}")
+        eval_env = _typed(block, "eval_env", str, bw)
+        if eval_env is not None and not online:
+            raise HeronError(f"{bw}: eval_env applies to blocks with online_steps (evaluate there, act in env)")
+        label = _typed(block, "label", str, bw)
+        if label is not None and (len(algos) != 1 or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", label)):
+            raise HeronError(f"{bw}: label names one algorithm's results in reports: give a block with one algorithm "
+                             f"and a plain word (letters, digits, - _ . +), got {label!r} for {len(algos)} algorithms")
         for algo in algos:
             spec = get_agent(algo)
             if is_dataset != (spec.family == "offline"):
@@ -247,10 +266,16 @@ def parse_suite(raw: dict, source: str = "") -> Suite:
                         eval_episodes=_typed(block, "eval_episodes", int, bw, eval_episodes),
                         checkpoint_every=max(1, int(budget * fraction)) if not online else max(1, int(online * fraction)),
                         loop=_typed(block, "loop", str, bw, "auto"),
-                        finetune_method=method, warmup_steps=warmup))
+                        finetune_method=method, warmup_steps=warmup, eval_env=eval_env, name=label))
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):
         raise HeronError(f"{where}: the grid declares the same cell twice; remove the duplicate block")
+    seen = {}
+    for c in cells:  # reports pool a method's runs by (label, task, seed): two settings must not share a label
+        other = seen.setdefault((c.label, c.task, c.seeds), c)
+        if other is not c:
+            raise HeronError(f"{where}: two blocks run {c.label} on {c.task} with different settings; give one of "
+                             "them a label (label = \"NAME\") so reports keep them apart")
     return Suite(name=name, description=_typed(raw, "description", str, where, ""), cells=tuple(cells),
                  references=references, source=source)
 

@@ -503,14 +503,16 @@ def _card_section(run: Run) -> list[str]:
             "---", ""]
 
 
-def evaluate_finetune_run(run: Run, spec: AgentSpec, agent_cfg, episodes: int, seed: int) -> np.ndarray:
-    """Deterministic episodes of the run's latest agent (offline or online phase) in its env."""
+def evaluate_finetune_run(run: Run, spec: AgentSpec, agent_cfg, episodes: int, seed: int,
+                          env_id: str | None = None) -> np.ndarray:
+    """Deterministic episodes of the run's latest agent (offline or online phase) in the env it was evaluated
+    in, or `env_id`."""
     import jax
 
     from heron.loops import offline
     from heron.loops.online_host import Evaluator
 
-    env_id = run.config["finetune"].get("eval_env") or run.config["env"]
+    env_id = env_id or run.config["finetune"].get("eval_env") or run.config["env"]
     evaluator = Evaluator(env_id, episodes, spec.act)
     try:
         obs_space, act_space = evaluator.env.single_observation_space, evaluator.env.single_action_space

@@ -362,7 +362,7 @@ def _now() -> float:
     return time.perf_counter()
 
 
-def _evaluate_compiled(run, spec, agent_cfg, req, episodes: int, seed: int) -> np.ndarray:
+def _evaluate_compiled(run, spec, agent_cfg, req, episodes: int, seed: int, env_id: str | None) -> np.ndarray:
     from heron.envs.jax_envs import make_jax_env
     from heron.loops import online_jax
 
@@ -370,7 +370,40 @@ def _evaluate_compiled(run, spec, agent_cfg, req, episodes: int, seed: int) -> n
     checkpoint = run.load_latest_checkpoint(template)
     if checkpoint is None:
         raise HeronError(f"{run.path} has no checkpoint to evaluate yet: resume it with `heron train --resume {run.path}`")
-    return np.asarray(online_jax.evaluate_seeds(checkpoint.tree, jax.random.PRNGKey(seed), episodes)).reshape(-1)
+    if env_id is None:
+        return np.asarray(online_jax.evaluate_seeds(checkpoint.tree, jax.random.PRNGKey(seed), episodes)).reshape(-1)
+    # Another env (it may have no pure-JAX twin): each seed's agent in Gymnasium, as offline runs are evaluated.
+    evaluator = Evaluator(env_id, episodes, spec.act)
+    try:
+        agents = [jax.tree.map(lambda x, i=i: x[i], checkpoint.tree.agent) for i in range(req.seeds)] \
+            if checkpoint.tree.seeds else [checkpoint.tree.agent]
+        return np.concatenate([evaluator(a, jax.random.fold_in(jax.random.PRNGKey(seed), i))
+                               for i, a in enumerate(agents)])
+    finally:
+        evaluator.close()
+
+
+def _check_same_spaces(run: Run, env_id: str) -> None:
+    """`heron eval --env`: the other env must take the run's observations and actions."""
+    from heron.envs.gym_envs import make_env
+
+    own_id = (run.config.get("finetune") or {}).get("eval_env") or run.config.get("env")
+    other = make_env(env_id)
+    try:
+        if not own_id:  # an offline run trained without an env: the dataset's spaces decide (checked on load)
+            return
+        own = make_env(own_id)
+        try:
+            for what in ("observation_space", "action_space"):
+                mine, theirs = getattr(own, what), getattr(other, what)
+                if mine != theirs:
+                    raise HeronError(f"--env {env_id} does not fit {run.path.name}, trained for {own_id}: its "
+                                     f"{what.replace('_', ' ')} is {theirs}, the run's {mine}; evaluate in an env with "
+                                     "the run's spaces")
+        finally:
+            own.close()
+    finally:
+        other.close()
 
 
 def load_request(run: Run) -> tuple[TrainRequest, AgentSpec, object]:
@@ -394,20 +427,23 @@ def resume_run(run_dir: Path, *, progress: bool = True) -> Path:
     return train(req, progress=progress, resume=run.path)
 
 
-def evaluate_run(run_dir: Path, episodes: int = 10, seed: int = 0) -> np.ndarray:
-    """Evaluate the latest checkpoint of a run with the deterministic policy."""
+def evaluate_run(run_dir: Path, episodes: int = 10, seed: int = 0, env_id: str | None = None) -> np.ndarray:
+    """Evaluate the latest checkpoint of a run with the deterministic policy, in the run's own env or in
+    `env_id` (same spaces: e.g. a policy trained in a simulator, deployed on its "real" system)."""
     run = Run.open(run_dir)
     req, spec, agent_cfg = load_request(run)
+    if env_id is not None:
+        _check_same_spaces(run, env_id)
     if run.config.get("loop") in ("offline_to_online", "finetune"):
         from heron.experiments.finetune import evaluate_finetune_run
 
-        return evaluate_finetune_run(run, spec, agent_cfg, episodes, seed)
+        return evaluate_finetune_run(run, spec, agent_cfg, episodes, seed, env_id)
     if run.config.get("loop") == "offline":
         from heron.experiments.train_offline import evaluate_offline_run
 
-        return evaluate_offline_run(run, req, spec, agent_cfg, episodes, seed)
+        return evaluate_offline_run(run, req, spec, agent_cfg, episodes, seed, env_id)
     if run.config.get("loop") == "compiled":
-        return _evaluate_compiled(run, spec, agent_cfg, req, episodes, seed)
+        return _evaluate_compiled(run, spec, agent_cfg, req, episodes, seed, env_id)
     loop = HostLoop(spec, agent_cfg, HostLoopConfig(env_id=req.env_id, total_steps=req.steps, eval_episodes=0))
     try:
         loaded = load_host_checkpoint(run, loop.template())
@@ -415,7 +451,7 @@ def evaluate_run(run_dir: Path, episodes: int = 10, seed: int = 0) -> np.ndarray
         loop.close()
     if loaded is None:
         raise HeronError(f"{run.path} has no checkpoint to evaluate yet: train it further or resume it with `heron train --resume {run.path}`")
-    evaluator = Evaluator(req.env_id, episodes, spec.act)
+    evaluator = Evaluator(env_id or req.env_id, episodes, spec.act)
     try:
         return evaluator(loaded[1]["agent"], jax.random.PRNGKey(seed))
     finally:

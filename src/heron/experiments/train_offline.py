@@ -167,14 +167,16 @@ def offline_run_callbacks(run: Run, callbacks, start: int, seeds: int, phase: st
     return on_log, on_eval, on_checkpoint
 
 
-def evaluate_offline_run(run: Run, req, spec: AgentSpec, agent_cfg, episodes: int, seed: int) -> np.ndarray:
-    """Deterministic episodes of the latest checkpoint's policies in the run's env (all seeds, flattened)."""
+def evaluate_offline_run(run: Run, req, spec: AgentSpec, agent_cfg, episodes: int, seed: int,
+                         env_id: str | None = None) -> np.ndarray:
+    """Deterministic episodes of the latest checkpoint's policies in the run's env, or `env_id` (all seeds,
+    flattened)."""
     from heron.loops import offline
 
-    env_id = run.config.get("env")
+    env_id = env_id or run.config.get("env")
     if not env_id:
         raise HeronError(f"{run.path.name} was trained without an env (--env none or a dataset without an env id), "
-                         "so there is nothing to evaluate in; train with --env ID to evaluate")
+                         "so there is nothing to evaluate in; pass `heron eval --env ID`")
     evaluator = offline.PolicyEvaluator(spec, env_id, episodes)
     try:
         obs_space, act_space = evaluator.spaces
