@@ -375,8 +375,8 @@ def _evaluate_compiled(run, spec, agent_cfg, req, episodes: int, seed: int, env_
     # Another env (it may have no pure-JAX twin): each seed's agent in Gymnasium, as offline runs are evaluated.
     evaluator = Evaluator(env_id, episodes, spec.act)
     try:
-        agents = [jax.tree.map(lambda x, i=i: x[i], checkpoint.tree.agent) for i in range(req.seeds)] \
-            if checkpoint.tree.seeds else [checkpoint.tree.agent]
+        tree = checkpoint.tree
+        agents = [jax.tree.map(lambda x, i=i: x[i], tree.agent) for i in range(tree.seeds)] if tree.seeds else [tree.agent]
         return np.concatenate([evaluator(a, jax.random.fold_in(jax.random.PRNGKey(seed), i))
                                for i, a in enumerate(agents)])
     finally:
