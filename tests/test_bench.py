@@ -94,12 +94,21 @@ def _write(tmp_path, text, name="suite.toml") -> Path:
     ({"grid": [{"algos": ["rcsl"], "datasets": ["d"], "steps": 10, "online_steps": 100}]}, "cannot continue online"),
     ({"grid": [{"algos": ["iql"], "datasets": ["d"], "steps": 10, "eval_env": "Pendulum-v1"}]},
      "eval_env applies to blocks with online_steps"),
-    ({"grid": [{"algos": ["ppo", "dqn"], "envs": ["CartPole-v1"], "steps": 10, "label": "x"}]}, "block with one algorithm"),
+    ({"grid": [{"algos": ["ppo", "dqn"], "envs": ["CartPole-v1"], "steps": 10, "label": "x"}]}, "split the block's 2"),
     ({"grid": [{"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10, "label": "a b"}]}, "a plain word"),
     # the same method under two settings would pool in reports unless one block names itself
     ({"grid": [{"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10},
                {"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10, "overrides": {"ppo": ["gamma=0.9"]}}]},
      "two blocks run ppo on CartPole-v1 with different settings; give one of them a label"),
+    ({"grid": [{"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10, "label": "x"},
+               {"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 20, "label": "x"}]}, "different labels (both are 'x')"),
+    # seeds trained together (one cell) beside an online block (a cell per seed) still pool under one label
+    ({"vmap_seeds": True, "grid": [{"algos": ["iql"], "datasets": ["d"], "steps": 10},
+                                   {"algos": ["iql"], "datasets": ["d"], "steps": 10, "online_steps": 100}]},
+     "two blocks run iql on d"),
+    # a label only names results: the same settings under a label are the same runs
+    ({"grid": [{"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10},
+               {"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10, "label": "x"}]}, "declares the same cell twice"),
 ])
 def test_bad_suite_declarations_name_the_problem(mutation, message):
     raw = {"name": "s", "grid": [{"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10}], **mutation}

@@ -127,10 +127,11 @@ def test_eval_in_another_env_with_the_runs_spaces(tmp_path, capsys):
         out = capsys.readouterr().out
         assert "over 6 episodes" in out, out  # both seeds, 3 episodes each
         returns[env] = float(out.split("mean return ")[1].split()[0])
+    assert returns["Pendulum-v1"] == returns[None]  # its own env named: the same evaluation
     assert returns["heron/Pendulum-real-v0"] != returns["Pendulum-v1"]
     assert main(["eval", run_dir, "--env", "CartPole-v1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "--env CartPole-v1 does not fit" in err and "Pendulum-v1" in err and "\n" not in err, err
+    assert "--env CartPole-v1 does not fit" in err and "evaluated in Pendulum-v1" in err and "\n" not in err, err
 
 
 def test_train_eval_and_runs_end_to_end(tmp_path, capsys, monkeypatch):

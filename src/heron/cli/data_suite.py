@@ -1,6 +1,6 @@
 """`heron data suite make NAME` / `heron data suite list`: local D4RL-style dataset suites.
 
-    heron data suite make NAME [--preset small|full] [--tasks T1,T2] [--seed S] [--root DIR] [--force]
+    heron data suite make NAME [--preset small|full|sim-real] [--tasks T1,T2] [--seed S] [--root DIR] [--force]
     heron data suite list [--root DIR]
 
 `make` trains SAC on each task and writes random, medium, expert, medium-replay, medium-expert and
@@ -25,7 +25,7 @@ def register(data_sub) -> None:
     m = suite_sub.add_parser("make", help="train the policies and collect a suite's datasets",
                              description=__doc__.split("\n\n")[2].replace("\n", " "))
     m.add_argument("name", help="suite directory name under the datasets root (e.g. small)")
-    m.add_argument("--preset", default=None, help="budget preset: small or full (default: NAME when it names a preset)")
+    m.add_argument("--preset", default=None, help="budget preset: small, full or sim-real (default: NAME when it names a preset)")
     m.add_argument("--tasks", default=None, help="comma-separated task slugs or env ids (default: all of the preset's)")
     m.add_argument("--seed", type=int, default=0, help="seed of every random draw (same seed, same bytes)")
     m.add_argument("--root", type=Path, default=None, help="datasets root (default: $HERON_DATASETS_DIR or ./datasets)")

@@ -158,14 +158,13 @@ class SuitePreset:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-def _pendulum(expert_steps, snapshot_every, transitions, ref_eps, snap_eps, **agent) -> TaskBudget:
-    return TaskBudget("pendulum", "Pendulum-v1", expert_steps, snapshot_every, transitions, ref_eps, snap_eps,
-                      sac.Config(buffer_size=expert_steps, **agent))
-
-
 def _task(slug, env_id, expert_steps, snapshot_every, transitions, ref_eps, snap_eps, **agent) -> TaskBudget:
     return TaskBudget(slug, env_id, expert_steps, snapshot_every, transitions, ref_eps, snap_eps,
                       sac.Config(buffer_size=expert_steps, **agent))
+
+
+def _pendulum(*budget, **agent) -> TaskBudget:
+    return _task("pendulum", "Pendulum-v1", *budget, **agent)
 
 
 # Measured on this project's 2-core CPU: `small` builds in about five minutes (see the module docstring).
@@ -196,10 +195,8 @@ FULL = SuitePreset(
 # --env Pendulum-v1 --eval-env heron/Pendulum-real-v0`).
 SIM_REAL = SuitePreset(
     name="sim-real",
-    tasks=(
-        _task("pendulum-real", "heron/Pendulum-real-v0", 12_000, 200, 20_000, 100, 20, learning_starts=1_000),
-        _task("hopper-real", "heron/Hopper-real-v0", 15_000, 1_500, 20_000, 10, 5, learning_starts=2_000),
-    ),
+    tasks=tuple(dataclasses.replace(t, slug=f"{t.slug}-real", env_id=real)
+                for t, real in zip(SMALL.tasks, ("heron/Pendulum-real-v0", "heron/Hopper-real-v0"), strict=True)),
     description="the real systems of the sim/real pairs (Pendulum with g = 15, Hopper with a doubled torso mass) at "
                 "small's budgets; datasets for H2O",
 )

@@ -50,8 +50,10 @@ GRID_KEYS = {"algos", "envs", "datasets", "env", "steps", "online_steps", "overr
              "loop", "finetune_method", "warmup_steps", "eval_env", "label"}
 
 
-_LATER_FIELDS = ("warmup_steps", "eval_env", "name")
+_LATER_FIELDS = ("warmup_steps", "eval_env")
 """Cell fields added after suites had run: unset, they stay out of the key's digest (see Cell.key)."""
+_NOT_IN_KEY = ("name",)
+"""Cell fields that only name results in reports: renaming must not orphan a cell's runs."""
 
 
 def slug(text: str) -> str:
@@ -99,7 +101,8 @@ class Cell:
         """Directory name of the cell: readable, and unique for the cell's whole definition."""
         seeds = f"s{self.seeds[0]}" if len(self.seeds) == 1 else f"s{self.seeds[0]}-{self.seeds[-1]}x{len(self.seeds)}"
         task = slug(self.task)
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if not (k in _LATER_FIELDS and v is None)}
+        fields = {k: v for k, v in dataclasses.asdict(self).items()
+                  if k not in _NOT_IN_KEY and not (k in _LATER_FIELDS and v is None)}
         # (a field added later enters the digest only when set, so earlier suites keep their cell keys)
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.algo}__{task}__{seeds}__{digest}"
@@ -240,11 +243,14 @@ def parse_suite(raw: dict, source: str = "") -> Suite:
             raise HeronError(f"{bw}: warmup_steps must be >= 0, got {warmup}")
         eval_env = _typed(block, "eval_env", str, bw)
         if eval_env is not None and not online:
-            raise HeronError(f"{bw}: eval_env applies to blocks with online_steps (evaluate there, act in env)")
+            raise HeronError(f"{bw}: eval_env applies to blocks with online_steps (act in env, evaluate in eval_env); "
+                             "an offline block is evaluated in env = ID")
         label = _typed(block, "label", str, bw)
-        if label is not None and (len(algos) != 1 or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", label)):
-            raise HeronError(f"{bw}: label names one algorithm's results in reports: give a block with one algorithm "
-                             f"and a plain word (letters, digits, - _ . +), got {label!r} for {len(algos)} algorithms")
+        if label is not None and len(algos) != 1:
+            raise HeronError(f"{bw}: label names one algorithm's results in reports; split the block's "
+                             f"{len(algos)} algorithms into one block each")
+        if label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", label):
+            raise HeronError(f"{bw}: label must be a plain word (letters, digits, - _ . +), got {label!r}")
         for algo in algos:
             spec = get_agent(algo)
             if is_dataset != (spec.family == "offline"):
@@ -271,11 +277,14 @@ def parse_suite(raw: dict, source: str = "") -> Suite:
     if len(set(keys)) != len(keys):
         raise HeronError(f"{where}: the grid declares the same cell twice; remove the duplicate block")
     seen = {}
-    for c in cells:  # reports pool a method's runs by (label, task, seed): two settings must not share a label
-        other = seen.setdefault((c.label, c.task, c.seeds), c)
-        if other is not c:
-            raise HeronError(f"{where}: two blocks run {c.label} on {c.task} with different settings; give one of "
-                             "them a label (label = \"NAME\") so reports keep them apart")
+    for c in cells:  # reports pool a method's runs by (label, task): two settings must not share a label
+        settings = dataclasses.replace(c, seeds=())
+        other = seen.setdefault((c.label, c.task), settings)
+        if other != settings:
+            fix = f"give them different labels (both are {c.label!r})" if c.name and other.name else \
+                "give one of them a label (label = \"NAME\")"
+            raise HeronError(f"{where}: two blocks run {c.label} on {c.task} with different settings; {fix} so "
+                             "reports keep them apart")
     return Suite(name=name, description=_typed(raw, "description", str, where, ""), cells=tuple(cells),
                  references=references, source=source)
 

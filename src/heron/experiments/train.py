@@ -372,38 +372,47 @@ def _evaluate_compiled(run, spec, agent_cfg, req, episodes: int, seed: int, env_
         raise HeronError(f"{run.path} has no checkpoint to evaluate yet: resume it with `heron train --resume {run.path}`")
     if env_id is None:
         return np.asarray(online_jax.evaluate_seeds(checkpoint.tree, jax.random.PRNGKey(seed), episodes)).reshape(-1)
-    # Another env (it may have no pure-JAX twin): each seed's agent in Gymnasium, as offline runs are evaluated.
-    evaluator = Evaluator(env_id, episodes, spec.act)
+    # Another env (its pure-JAX twin where it has one, else Gymnasium), every seed, keys split as offline runs'.
+    from heron.loops.offline import PolicyEvaluator
+
+    evaluator = PolicyEvaluator(spec, env_id, episodes)
     try:
-        tree = checkpoint.tree
-        agents = [jax.tree.map(lambda x, i=i: x[i], tree.agent) for i in range(tree.seeds)] if tree.seeds else [tree.agent]
-        return np.concatenate([evaluator(a, jax.random.fold_in(jax.random.PRNGKey(seed), i))
-                               for i, a in enumerate(agents)])
+        return evaluator(checkpoint.tree, jax.random.PRNGKey(seed)).reshape(-1)
     finally:
         evaluator.close()
 
 
 def _check_same_spaces(run: Run, env_id: str) -> None:
-    """`heron eval --env`: the other env must take the run's observations and actions."""
+    """`heron eval --env`: the other env must take the run's observations and actions (the rule a dataset and
+    its env follow: observation shape; action type, shape and bounds)."""
+    import gymnasium as gym
+
     from heron.envs.gym_envs import make_env
 
     own_id = (run.config.get("finetune") or {}).get("eval_env") or run.config.get("env")
     other = make_env(env_id)
     try:
-        if not own_id:  # an offline run trained without an env: the dataset's spaces decide (checked on load)
+        if not own_id:  # an offline run trained without an env: nothing to compare with but the checkpoint
             return
         own = make_env(own_id)
         try:
-            for what in ("observation_space", "action_space"):
-                mine, theirs = getattr(own, what), getattr(other, what)
-                if mine != theirs:
-                    raise HeronError(f"--env {env_id} does not fit {run.path.name}, trained for {own_id}: its "
-                                     f"{what.replace('_', ' ')} is {theirs}, the run's {mine}; evaluate in an env with "
-                                     "the run's spaces")
+            mine, theirs = (own.observation_space, own.action_space), (other.observation_space, other.action_space)
         finally:
             own.close()
     finally:
         other.close()
+    problem = None
+    if mine[0].shape != theirs[0].shape:
+        problem = f"observations of shape {theirs[0].shape}, the run's {mine[0].shape}"
+    elif type(mine[1]) is not type(theirs[1]) or mine[1].shape != theirs[1].shape:
+        problem = f"{type(theirs[1]).__name__} actions of shape {theirs[1].shape}, the run's " \
+                  f"{type(mine[1]).__name__} of shape {mine[1].shape}"
+    elif isinstance(mine[1], gym.spaces.Box) and not (np.allclose(mine[1].low, theirs[1].low)
+                                                      and np.allclose(mine[1].high, theirs[1].high)):
+        problem = "other action bounds than the run's"
+    if problem:
+        raise HeronError(f"--env {env_id} does not fit {run.path.name}, evaluated in {own_id}: {env_id} has {problem}; "
+                         "evaluate in an env with the run's spaces")
 
 
 def load_request(run: Run) -> tuple[TrainRequest, AgentSpec, object]:
