@@ -47,7 +47,7 @@ Presets and cost (measured on this project's 2-core x86 CPU, shared with other j
                         (`--tasks hopper`, then `--tasks halfcheetah`, ...) so a crash costs one task.
     sim-real  small's budgets on the "real" systems of heron/envs/sim_real.py (H2O's real data):
            pendulum-real (heron/Pendulum-real-v0, g = 15): 157 s; hopper-real (heron/Hopper-real-v0,
-                        torso mass doubled): 233 s, its expert returning ~300 (each beside a benchmark)
+                        torso mass doubled): 233 s beside a benchmark, its expert returning ~300
 
 Failure and overwrite rules: a task is the unit of work. Its six datasets are written into a
 staging directory inside the suite, moved into place only when all six are complete, and then

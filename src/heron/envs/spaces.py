@@ -28,6 +28,18 @@ def check_action_space(algo: str, kinds: frozenset[str], space: gym.Space, env_i
     return kind
 
 
+def spaces_mismatch(obs_a: gym.Space, act_a: gym.Space, obs_b: gym.Space, act_b: gym.Space) -> str | None:
+    """Why a policy for (obs_a, act_a) cannot act in (obs_b, act_b) — "observations (3,) vs (2,)" — or None:
+    observation shapes, action types and shapes, and Box action bounds must agree."""
+    if tuple(obs_a.shape) != tuple(obs_b.shape):
+        return f"observations {tuple(obs_a.shape)} vs {tuple(obs_b.shape)}"
+    if type(act_a) is not type(act_b) or getattr(act_a, "shape", None) != getattr(act_b, "shape", None):
+        return f"actions {act_a} vs {act_b}"
+    if isinstance(act_a, gym.spaces.Box) and not (np.allclose(act_a.low, act_b.low) and np.allclose(act_a.high, act_b.high)):
+        return f"action bounds {act_a} vs {act_b}"
+    return None
+
+
 def random_actions(space: gym.Space, key: jax.Array, n: int) -> jax.Array:
     """n uniform random actions from a JAX key (the loops' warm-up before `learning_starts`)."""
     if isinstance(space, gym.spaces.Discrete):

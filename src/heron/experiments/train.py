@@ -385,9 +385,8 @@ def _evaluate_compiled(run, spec, agent_cfg, req, episodes: int, seed: int, env_
 def _check_same_spaces(run: Run, env_id: str) -> None:
     """`heron eval --env`: the other env must take the run's observations and actions (the rule a dataset and
     its env follow: observation shape; action type, shape and bounds)."""
-    import gymnasium as gym
-
     from heron.envs.gym_envs import make_env
+    from heron.envs.spaces import spaces_mismatch
 
     own_id = (run.config.get("finetune") or {}).get("eval_env") or run.config.get("env")
     other = make_env(env_id)
@@ -401,18 +400,10 @@ def _check_same_spaces(run: Run, env_id: str) -> None:
             own.close()
     finally:
         other.close()
-    problem = None
-    if mine[0].shape != theirs[0].shape:
-        problem = f"observations of shape {theirs[0].shape}, the run's {mine[0].shape}"
-    elif type(mine[1]) is not type(theirs[1]) or mine[1].shape != theirs[1].shape:
-        problem = f"{type(theirs[1]).__name__} actions of shape {theirs[1].shape}, the run's " \
-                  f"{type(mine[1]).__name__} of shape {mine[1].shape}"
-    elif isinstance(mine[1], gym.spaces.Box) and not (np.allclose(mine[1].low, theirs[1].low)
-                                                      and np.allclose(mine[1].high, theirs[1].high)):
-        problem = "other action bounds than the run's"
+    problem = spaces_mismatch(*mine, *theirs)
     if problem:
-        raise HeronError(f"--env {env_id} does not fit {run.path.name}, evaluated in {own_id}: {env_id} has {problem}; "
-                         "evaluate in an env with the run's spaces")
+        raise HeronError(f"--env {env_id} does not fit {run.path.name}, evaluated in {own_id}: {problem} (run vs "
+                         "--env); evaluate in an env with the run's spaces")
 
 
 def load_request(run: Run) -> tuple[TrainRequest, AgentSpec, object]:

@@ -88,16 +88,11 @@ def check_dataset(spec: AgentSpec, ds: EpisodeDataset) -> EpisodeDataset:
 
 def check_env_matches(ds: EpisodeDataset, obs_space: gym.Space, act_space: gym.Space, env_id: str) -> None:
     """The env's spaces must be the dataset's (shapes, and bounds for Box actions)."""
-    problems = []
-    if tuple(obs_space.shape) != tuple(ds.observation_space.shape):
-        problems.append(f"observations {tuple(ds.observation_space.shape)} vs {tuple(obs_space.shape)}")
-    if type(act_space) is not type(ds.action_space) or getattr(act_space, "shape", None) != getattr(ds.action_space, "shape", None):
-        problems.append(f"actions {ds.action_space} vs {act_space}")
-    elif isinstance(act_space, gym.spaces.Box) and not (np.allclose(act_space.low, ds.action_space.low)
-                                                        and np.allclose(act_space.high, ds.action_space.high)):
-        problems.append(f"action bounds {ds.action_space} vs {act_space}")
-    if problems:
-        raise HeronError(f"dataset {ds.name!r} does not fit env {env_id}: {problems[0]} (dataset vs env); "
+    from heron.envs.spaces import spaces_mismatch
+
+    problem = spaces_mismatch(ds.observation_space, ds.action_space, obs_space, act_space)
+    if problem:
+        raise HeronError(f"dataset {ds.name!r} does not fit env {env_id}: {problem} (dataset vs env); "
                          f"pass the env the data was collected in with --env (the dataset says {ds.env_id})")
 
 
