@@ -236,7 +236,7 @@ def test_hide_actions_exact_count_and_placeholders():
 @pytest.mark.learning  # trains a small network; thresholds on what it learned
 def test_idm_recovers_actions_of_an_integrator_and_reports_the_error():
     ds = integrator()
-    out = hide_actions(ds, 0.5, seed=0, label=True, config=IDMConfig(steps=1500, hidden=(128, 128)))
+    out = hide_actions(ds, 0.5, seed=0, label=True, config=IDMConfig(steps=3000, hidden=(128, 128)))  # 1500: 0.22 on an AMD EPYC
     step = out.provenance[-1]
     assert [s["transform"] for s in out.provenance[1:]] == ["hide_actions", "label_actions"]
     assert out.action_known.all() and np.isfinite(out.actions).all()
