@@ -18,6 +18,7 @@ from heron.cli.main import main
 from heron.data.minari_io import save_dataset
 from heron.data.replay import replay_add, replay_init, replay_sample_mixed
 from heron.errors import HeronError
+from heron.experiments.bench_report import per_seed_scores
 from heron.loops import finetune
 from heron.types import Transition
 
@@ -244,3 +245,34 @@ def test_h2o_run_acts_in_the_simulator_evaluates_on_the_real_system_and_resumes_
     assert _final_tree_bytes(copy) == _final_tree_bytes(run_dir)
     assert _rows(copy, "eval.csv") == _rows(run_dir, "eval.csv")
     assert _rows(copy, "metrics.csv") == _rows(run_dir, "metrics.csv")
+
+
+def test_tune_h2o_scores_trials_on_the_real_system(real_dir, tmp_path, capsys):
+    """`heron tune h2o`: no offline phase (--steps 0), acting in the simulator, each trial scored by its
+    evaluations on the real system (--eval-env), the switch rule's warm-up overridden."""
+    root = tmp_path / "tune"
+    argv = ["tune", "h2o", "--dataset", str(real_dir), "--env", "Pendulum-v1", "--eval-env", "heron/Pendulum-real-v0",
+            "--steps", "0", "--online-steps", "200", "--warmup-steps", "50", "--trials", "1", "--seeds", "1",
+            "--evaluations", "1", "--eval-episodes", "2", "--param", "penalty_weight=float:0.001:1:log",
+            "--root", str(root), *SMALL]
+    assert main(argv) == 0
+    out = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    (trial,) = json.loads((out / "best.json").read_text())["best"]
+    (run_dir,) = [p for cell in (out / "runs").iterdir() for p in cell.iterdir()]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["finetune"]["eval_env"] == "heron/Pendulum-real-v0" and config["env"] == "Pendulum-v1"
+    assert config["request"]["warmup_steps"] == 50 and config["finetune"]["switch_step"] == 0
+    _, curve, normalised = per_seed_scores(run_dir, 1)  # its evaluations, all on the real system
+    assert normalised and trial["values"]["final"] == pytest.approx(curve[-1][0])
+
+
+def test_tune_stops_when_every_trial_fails_and_says_why(real_dir, tmp_path, capsys):
+    """A setting every trial fails on (here an eval env with other spaces) stops the study after a few trials."""
+    argv = ["tune", "h2o", "--dataset", str(real_dir), "--env", "Pendulum-v1", "--eval-env", "CartPole-v1",
+            "--steps", "0", "--online-steps", "200", "--warmup-steps", "50", "--trials", "10", "--seeds", "1",
+            "--evaluations", "1", "--root", str(tmp_path), *SMALL]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "first 3 trials failed and none finished" in err and "does not fit" in err, err
+    (study,) = tmp_path.iterdir()
+    assert json.loads((study / "best.json").read_text())["failed"] == 3

@@ -51,6 +51,12 @@ def test_parse_param():
     (["tune", "sac", "--env", "Pendulum-v1", "--trials", "2", "--steps", "1000"], "takes its first update after"),
     (["tune", "wsrl", "--dataset", "d", "--trials", "2", "--steps", "10", "--online-steps", "100"],
      "covers all 100 online steps"),
+    (["tune", "h2o", "--dataset", "d", "--trials", "2", "--steps", "10", "--online-steps", "100"],
+     "no offline-only phase"),
+    (["tune", "iql", "--dataset", "d", "--trials", "2", "--steps", "10", "--eval-env", "Pendulum-v1"],
+     "--eval-env applies to offline→online trials"),
+    (["tune", "iql", "--dataset", "d", "--trials", "2", "--steps", "10", "--online-steps", "100", "--eval-env",
+      "Pendulum-v9"], "Pendulum-v9"),
 ])
 def test_bad_requests_exit_2_and_make_no_study(tmp_path, capsys, argv, message):
     assert main(argv + ["--root", str(tmp_path)]) == 2

@@ -14,7 +14,14 @@ def add_tune_parser(sub) -> None:
     p.add_argument("--dataset", default=None, help="dataset (offline algorithms)")
     p.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
     p.add_argument("--steps", type=int, required=True, help="env steps per trial run (updates for offline runs)")
-    p.add_argument("--online-steps", type=int, default=0, help="offline→online: online env steps after --steps updates")
+    p.add_argument("--online-steps", type=int, default=0,
+                   help="offline→online: online env steps after --steps updates (--steps 0: none, as RLPD and H2O)")
+    p.add_argument("--finetune-method", default=None, choices=("own", "wsrl", "plain"),
+                   help="offline→online: the switch rule (default own: the algorithm's; see `heron finetune --help`)")
+    p.add_argument("--warmup-steps", type=int, default=None, help="offline→online: override the rule's warm-up env steps")
+    p.add_argument("--eval-env", default=None, metavar="ID",
+                   help="offline→online: evaluate and score trials in this env instead of --env (H2O: the real "
+                        "system, --env its simulator)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per trial (their IQM is the objective; default 3)")
     p.add_argument("--seed", type=int, default=0, help="first seed of every trial, and the sampler's seed")
     p.add_argument("--param", action="append", default=[], metavar="SPEC",
@@ -45,7 +52,9 @@ def _cmd_tune(args, extra) -> int:
                       seeds=args.seeds, params=tuple(args.param), overrides=tuple(extra),
                       objectives=tuple(args.objective or ["final"]), study=args.study, seed=args.seed,
                       eval_episodes=args.eval_episodes, evaluations=args.evaluations, pruner=args.pruner,
-                      online_steps=args.online_steps)
+                      online_steps=args.online_steps,
+                      finetune_method=None if args.finetune_method == "own" else args.finetune_method,
+                      warmup_steps=args.warmup_steps, eval_env=args.eval_env)
 
     def on_trial(number, outcome):
         values = outcome.get("values")

@@ -79,11 +79,20 @@ def check_learning_starts(algo: str, cfg, steps: int) -> None:
                          f"learning_starts=N with N < {steps}")
 
 
+def check_phases(spec: AgentSpec, steps: int, online_steps: int) -> None:
+    """Refuse an offline-only phase to an agent that has none (H2O learns from the dataset and online data
+    together in every batch)."""
+    if spec.finetune.offline_rows_first and (steps or not online_steps):
+        raise HeronError(f"{spec.name} learns from the dataset and online data together in every batch, with no "
+                         f"offline-only phase: `heron train {spec.name} --dataset D --env SIM --steps 0 --online-steps M`")
+
+
 def check_budget(spec: AgentSpec, overrides, steps: int, online_steps: int = 0, finetune_method: str | None = None,
                  warmup_steps: int | None = None, learning_starts_known: bool = True) -> None:
     """Before any run starts (suites, studies): refuse a budget under which nothing would be learned —
     an online run ending before learning_starts (unless a study searches it: `learning_starts_known`),
-    or a switch rule's warm-up filling the online phase."""
+    a switch rule's warm-up filling the online phase — or phases the agent does not have (check_phases)."""
+    check_phases(spec, steps, online_steps)
     if spec.family != "offline" and learning_starts_known:
         check_learning_starts(spec.name, resolve_agent_config(spec, overrides, steps), steps)
     if online_steps:
@@ -221,9 +230,7 @@ def train(req: TrainRequest, *, runs_root: Path | None = None, progress: bool = 
     """Train (or resume) one tracked run and return its directory (`observer`: see RunCallbacks)."""
     _validate(req)
     spec = get_agent(req.algo)
-    if spec.finetune.offline_rows_first and (req.steps or not req.online_steps):
-        raise HeronError(f"{req.algo} learns from the dataset and online data together in every batch, with no "
-                         f"offline-only phase: `heron train {req.algo} --dataset D --env SIM --steps 0 --online-steps M`")
+    check_phases(spec, req.steps, req.online_steps)
     if req.online_steps:
         from heron.experiments.finetune import train_offline_to_online
 

@@ -41,6 +41,8 @@ from heron.errors import HeronError
 from heron.experiments.bench import Cell, run_cell, slug
 
 TUNE_DIR_ENV = "HERON_TUNE_DIR"
+MAX_FAILURES = 3
+"""Failed trials, with none finished, after which a study stops (every trial would fail the same way)."""
 OBJECTIVES = {"final": "maximize", "auc": "maximize", "time": "minimize"}
 
 # Default search spaces: the hyperparameters each method's papers and tuning studies vary most.
@@ -58,6 +60,7 @@ DEFAULT_SPACES = {
     "iql": ["expectile=float:0.5:0.95", "beta=float:0.5:10:log", "actor_lr=float:1e-5:1e-3:log"],
     "cql": ["cql_alpha=float:0.5:20:log", "actor_lr=float:1e-5:1e-3:log", "critic_lr=float:1e-5:1e-3:log"],
     "awac": ["awac_lambda=float:0.1:10:log", "actor_lr=float:1e-5:1e-3:log", "critic_lr=float:1e-5:1e-3:log"],
+    "h2o": ["penalty_weight=float:0.001:1:log", "actor_lr=float:1e-5:1e-3:log", "critic_lr=float:1e-5:1e-3:log"],
 }
 
 
@@ -127,6 +130,13 @@ class TuneRequest:
     """Evaluations per trial (the pruner's checkpoints)."""
     pruner: str = "auto"
     online_steps: int = 0
+    finetune_method: str | None = None
+    """Offline→online trials: the switch rule (None: the algorithm's own; wsrl; plain)."""
+    warmup_steps: int | None = None
+    """Offline→online trials: the rule's warm-up env steps; None: the rule's own."""
+    eval_env: str | None = None
+    """Offline→online trials: evaluate (and so score) in this env, not the one they act in (H2O: the real
+    system beside its simulator)."""
 
 
 def _space(req: TuneRequest) -> list[Param]:
@@ -173,7 +183,8 @@ def _cells(req: TuneRequest, overrides: tuple[str, ...]) -> list[Cell]:
     return [Cell(algo=req.algo, task=req.dataset if is_dataset else env, seeds=g, steps=req.steps,
                  is_dataset=is_dataset, env=env if is_dataset else None, online_steps=req.online_steps,
                  overrides=overrides, eval_every=eval_every, eval_episodes=req.eval_episodes,
-                 checkpoint_every=max(1, (req.online_steps or req.steps) // 2)) for g in groups]
+                 checkpoint_every=max(1, (req.online_steps or req.steps) // 2), finetune_method=req.finetune_method,
+                 warmup_steps=req.warmup_steps, eval_env=req.eval_env) for g in groups]
 
 
 def _iqm(x) -> float:
@@ -255,9 +266,14 @@ def _check(req: TuneRequest) -> None:
         raise HeronError(f"{req.algo} learns from a dataset: add --dataset D")
     if spec.family != "offline" and req.dataset is not None:
         raise HeronError(f"{req.algo} is {spec.family}: tune it with --env ID, not --dataset")
-    for name, low in (("trials", 1), ("seeds", 1), ("steps", 1), ("evaluations", 1), ("eval_episodes", 1)):
+    for name, low in (("trials", 1), ("seeds", 1), ("steps", 0 if req.online_steps else 1), ("evaluations", 1),
+                      ("eval_episodes", 1), ("online_steps", 0)):  # 0 offline updates: RLPD's and H2O's setting
         if getattr(req, name) < low:
             raise HeronError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(req, name)}")
+    switch = [f for f, v in (("--finetune-method", req.finetune_method), ("--warmup-steps", req.warmup_steps),
+                             ("--eval-env", req.eval_env)) if v is not None]
+    if switch and not req.online_steps:
+        raise HeronError(f"{switch[0]} applies to offline→online trials: add --dataset D --online-steps M")
     bad = [o for o in req.objectives if o not in OBJECTIVES]
     if bad or not req.objectives or len(set(req.objectives)) != len(req.objectives):
         raise HeronError(f"--objective must be distinct values from {', '.join(OBJECTIVES)}, got {list(req.objectives)}")
@@ -269,7 +285,7 @@ def _check(req: TuneRequest) -> None:
     from heron.experiments.train import check_budget
 
     searched = {t.split("=", 1)[0] for t in req.params or DEFAULT_SPACES.get(req.algo, ())}
-    check_budget(spec, req.overrides, req.steps, req.online_steps,
+    check_budget(spec, req.overrides, req.steps, req.online_steps, req.finetune_method, req.warmup_steps,
                  learning_starts_known="learning_starts" not in searched)  # else each trial's run checks it
 
 
@@ -296,16 +312,16 @@ def tune(req: TuneRequest, *, root: str | os.PathLike | None = None, storage: st
 
     _check(req)
     params = _space(req)
+    from heron.envs.gym_envs import check_env_id
+    from heron.envs.jax_envs import available_jax_envs
+
+    for env_id in dict.fromkeys([req.env_id, req.eval_env]):  # an unknown env fails before any study exists
+        if env_id is not None and env_id not in available_jax_envs():
+            check_env_id(env_id)
     if req.dataset is not None:
         from heron.data.minari_io import resolve_dataset_path
 
-        resolve_dataset_path(req.dataset)  # a missing dataset fails here, before any study exists
-    elif req.env_id is not None:
-        from heron.envs.gym_envs import check_env_id
-        from heron.envs.jax_envs import available_jax_envs
-
-        if req.env_id not in available_jax_envs():
-            check_env_id(req.env_id)
+        resolve_dataset_path(req.dataset)  # so does a missing dataset
     out = tune_dir(req, root)
     out.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
@@ -325,8 +341,11 @@ def tune(req: TuneRequest, *, root: str | os.PathLike | None = None, storage: st
     mine = {"algo": req.algo, "env": req.env_id, "dataset": req.dataset, "steps": req.steps, "seeds": req.seeds,
             "seed": req.seed, "objectives": list(req.objectives), "overrides": list(req.overrides),
             "online_steps": req.online_steps, "space": [p.__dict__ | {"choices": list(p.choices)} for p in params]}
+    # (settings added later are recorded only when set, so studies begun before them continue)
+    mine |= {k: v for k, v in (("finetune_method", req.finetune_method), ("warmup_steps", req.warmup_steps),
+                                ("eval_env", req.eval_env)) if v is not None}
     if recorded is not None and recorded != mine:
-        changed = sorted(k for k in mine if recorded.get(k) != mine[k])
+        changed = sorted(k for k in mine.keys() | recorded.keys() if recorded.get(k) != mine.get(k))
         raise HeronError(f"study {out.name} was started with other settings ({', '.join(changed)}); continue it with "
                          "the same command, or name a new --study")
     study.set_user_attr("request", mine)
@@ -345,7 +364,11 @@ def tune(req: TuneRequest, *, root: str | os.PathLike | None = None, storage: st
                                                                "trial_id": trial._trial_id, "pruner": pruner}
         return trial, (str(out), _cells(req, overrides), tuple(req.objectives), prune)
 
+    failures = []
+
     def finish_trial(trial, outcome: dict):
+        if outcome["state"] == "failed":
+            failures.append(outcome.get("message"))
         if outcome["state"] == "complete":
             study.tell(trial, outcome["values"])
         elif outcome["state"] == "pruned":
@@ -355,6 +378,10 @@ def tune(req: TuneRequest, *, root: str | os.PathLike | None = None, storage: st
             study.tell(trial, state=TrialState.FAIL)
         if on_trial is not None:
             on_trial(trial.number, outcome)
+        if len(failures) >= MAX_FAILURES and finished() == 0:  # a setting every trial fails on: stop, say why
+            write_summary(study, out, req.objectives)
+            raise HeronError(f"study {out.name}: its first {len(failures)} trials failed and none finished; the last "
+                             f"said: {failures[-1]}")
 
     if workers or ray_address:
         _tune_on_ray(start_trial, finish_trial, finished, req.trials, workers, ray_address)
