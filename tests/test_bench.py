@@ -1,5 +1,6 @@
 """Benchmark suites: declaration checks, skip/resume of cells, reports, and Ray workers killed mid-run."""
 
+import dataclasses
 import json
 import os
 import pickle
@@ -93,7 +94,7 @@ def _write(tmp_path, text, name="suite.toml") -> Path:
                 "warmup_steps": 100}]}, "covers all 100 online steps"),
     ({"grid": [{"algos": ["rcsl"], "datasets": ["d"], "steps": 10, "online_steps": 100}]}, "cannot continue online"),
     ({"grid": [{"algos": ["iql"], "datasets": ["d"], "steps": 10, "eval_env": "Pendulum-v1"}]},
-     "eval_env applies to blocks with online_steps"),
+     "eval_env applies to env blocks and to dataset blocks with online_steps"),
     ({"grid": [{"algos": ["ppo", "dqn"], "envs": ["CartPole-v1"], "steps": 10, "label": "x"}]}, "split the block's 2"),
     ({"grid": [{"algos": ["ppo"], "envs": ["CartPole-v1"], "steps": 10, "label": "a b"}]}, "a plain word"),
     # the same method under two settings would pool in reports unless one block names itself
@@ -370,3 +371,27 @@ def test_bootstrap_intervals_are_reproducible_and_leave_numpys_global_generator_
         assert pickle.dumps(f(m, 300, 0)) == pickle.dumps(f(m, 300, 0)), f.__name__  # bytes of equal arrays
     assert np.array_equal(np.random.get_state()[1], before)
 
+
+
+def test_env_block_with_eval_env_is_scored_against_that_envs_references(tmp_path):
+    toml = _write(tmp_path, """
+name = "sim-only"
+seeds = 1
+[references."Pendulum-v1"]
+random = -1200.0
+expert = -150.0
+[references."heron/Pendulum-real-v0"]
+random = -1500.0
+expert = -200.0
+[[grid]]
+algos = ["sac"]
+envs = ["Pendulum-v1"]
+eval_env = "heron/Pendulum-real-v0"
+steps = 6000
+""")
+    suite = load_suite(toml)
+    (cell,) = suite.cells
+    assert cell.request().eval_env == "heron/Pendulum-real-v0" and cell.request().env_id == "Pendulum-v1"
+    assert suite.references_for(cell) == (-1500.0, -200.0)
+    plain = dataclasses.replace(cell, eval_env=None)
+    assert suite.references_for(plain) == (-1200.0, -150.0) and plain.key != cell.key

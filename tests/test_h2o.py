@@ -276,3 +276,52 @@ def test_tune_stops_when_every_trial_fails_and_says_why(real_dir, tmp_path, caps
     assert "first 3 trials failed and none finished" in err and "does not fit" in err, err
     (study,) = tmp_path.iterdir()
     assert json.loads((study / "best.json").read_text())["failed"] == 3
+
+
+def test_online_run_trains_in_the_simulator_and_evaluates_on_the_real_system(tmp_path, capsys):
+    """`heron train sac --env SIM --eval-env REAL`: every evaluation of the compiled loop runs on the real system
+    (checked by redoing the last one there with the loop's key), and `heron eval` defaults to it."""
+    runs = tmp_path / "runs"
+    argv = ["train", "sac", "--env", "Pendulum-v1", "--eval-env", "heron/Pendulum-real-v0", "--steps", "600",
+            "--seeds", "2", "--eval-every", "300", "--eval-episodes", "2", "--no-progress", "--runs-dir", str(runs),
+            "learning_starts=200", "actor_hidden=16,16", "critic_hidden=16,16", "batch_size=32"]
+    assert main(argv) == 0
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["loop"] == "compiled" and config["eval_env"] == "heron/Pendulum-real-v0"
+    assert "evaluated in `heron/Pendulum-real-v0`" in (run_dir / "report.md").read_text()
+
+    from heron.envs.jax_envs import make_jax_env
+    from heron.experiments.train import load_request
+    from heron.loops import online_jax
+    from heron.loops.offline import PolicyEvaluator
+    from heron.tracking.run import Run
+
+    run = Run.open(run_dir)
+    req, spec, cfg = load_request(run)
+    template = online_jax.init_loop_seeds(req.seed, req.seeds, spec, cfg, make_jax_env("Pendulum-v1"), req.steps)
+    tree = run.load_latest_checkpoint(template).tree
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(0), 0xE7A1), 600)
+    logged = np.full((2, 2), np.nan)  # [seed, episode] returns of the evaluation at step 600
+    for step, seed, episode, ret in (line.split(",") for line in (run_dir / "eval.csv").read_text().splitlines()[1:]):
+        if int(step) == 600:
+            logged[int(seed), int(episode)] = float(ret)
+    for env_id, same in (("heron/Pendulum-real-v0", True), ("Pendulum-v1", False)):
+        redone = np.asarray(PolicyEvaluator(spec, env_id, 2)(tree, key))
+        assert np.allclose(redone, logged, rtol=1e-5) == same, (env_id, redone, logged)
+
+    outputs = {}
+    for extra in ([], ["--env", "heron/Pendulum-real-v0"], ["--env", "Pendulum-v1"]):
+        assert main(["eval", str(run_dir), "--episodes", "2", *extra]) == 0
+        outputs[tuple(extra)] = capsys.readouterr().out
+    assert outputs[()] == outputs[("--env", "heron/Pendulum-real-v0")] != outputs[("--env", "Pendulum-v1")]
+
+
+@pytest.mark.parametrize("eval_env, message", [("CartPole-v1", "does not fit --env Pendulum-v1"),
+                                               ("Pendulum-v9", "Pendulum-v9")])
+def test_online_run_refuses_a_bad_eval_env(tmp_path, capsys, eval_env, message):
+    argv = ["train", "sac", "--env", "Pendulum-v1", "--eval-env", eval_env, "--steps", "600", "--runs-dir", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("heron: error: ") and message in err and "\n" not in err, err
+    assert not any(tmp_path.iterdir())

@@ -54,7 +54,7 @@ def test_parse_param():
     (["tune", "h2o", "--dataset", "d", "--trials", "2", "--steps", "10", "--online-steps", "100"],
      "no offline-only phase"),
     (["tune", "iql", "--dataset", "d", "--trials", "2", "--steps", "10", "--eval-env", "Pendulum-v1"],
-     "--eval-env applies to offline→online trials"),
+     "--eval-env applies to online and offline→online trials"),
     (["tune", "iql", "--dataset", "d", "--trials", "2", "--steps", "10", "--online-steps", "100", "--eval-env",
       "Pendulum-v9"], "Pendulum-v9"),
 ])

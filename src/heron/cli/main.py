@@ -57,8 +57,10 @@ def _add_train(sub):
     g.add_argument("--online-steps", type=int, default=0,
                    help="then fine-tune online for this many env steps in --env (0: offline only)")
     _add_rule_flags(g, "--finetune-method")
-    g.add_argument("--eval-env", default=None, metavar="ID",
-                   help="evaluate in this env instead of --env (H2O: the real system, --env its simulator)")
+    p.add_argument("--eval-env", default=None, metavar="ID",
+                   help="evaluate in this env instead of --env, with the same spaces: a policy trained in a simulator "
+                        "scored on its real system (heron/Pendulum-real-v0); with --dataset it needs --online-steps "
+                        "(H2O: --env the simulator)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_train, parser=p)
 
@@ -123,14 +125,14 @@ def _cmd_train(args, extra: list[str]) -> int:
     bad_flags = [t for t in extra if t.startswith("-")]
     if bad_flags:
         raise HeronError(f"unknown option {bad_flags[0]}: agent hyperparameters are name=value (see `heron train {args.algo} --help`)")
-    online_flags = [args.finetune_method, args.keep_offline_data, args.warmup_steps, args.updates_per_step,
-                    args.eval_env, args.offline_steps]
-    if args.dataset is None and (args.online_steps or any(f is not None for f in online_flags)):
+    switch_flags = [args.finetune_method, args.keep_offline_data, args.warmup_steps, args.updates_per_step]
+    if args.dataset is None and (args.online_steps or args.offline_steps is not None
+                                 or any(f is not None for f in switch_flags)):
         raise HeronError("--offline-steps/--online-steps and the switch flags apply to offline runs: add --dataset D "
                          "(or fine-tune a finished offline run with `heron finetune RUN_DIR`)")
     if args.online_steps < 0:
         raise HeronError(f"--online-steps must be >= 0, got {args.online_steps}")
-    if not args.online_steps and any(f is not None for f in online_flags[:5]):
+    if args.dataset is not None and not args.online_steps and any(f is not None for f in switch_flags + [args.eval_env]):
         raise HeronError("the switch flags (--finetune-method, --keep/--drop-offline-data, --warmup-steps, "
                          "--updates-per-step, --eval-env) need --online-steps M")
     if args.offline_steps is not None and args.steps is not None and args.offline_steps != args.steps:

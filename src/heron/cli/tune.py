@@ -20,8 +20,8 @@ def add_tune_parser(sub) -> None:
                    help="offline→online: the switch rule (default own: the algorithm's; see `heron finetune --help`)")
     p.add_argument("--warmup-steps", type=int, default=None, help="offline→online: override the rule's warm-up env steps")
     p.add_argument("--eval-env", default=None, metavar="ID",
-                   help="offline→online: evaluate and score trials in this env instead of --env (H2O: the real "
-                        "system, --env its simulator)")
+                   help="evaluate and score trials in this env instead of --env, with the same spaces (a real "
+                        "system beside its simulator; H2O; with --dataset it needs --online-steps)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per trial (their IQM is the objective; default 3)")
     p.add_argument("--seed", type=int, default=0, help="first seed of every trial, and the sampler's seed")
     p.add_argument("--param", action="append", default=[], metavar="SPEC",

@@ -15,6 +15,7 @@ A suite is a TOML file (the shipped ones live in `heron/suites/`, `heron bench l
     algos = ["ppo", "dqn"]
     envs = ["CartPole-v1"]         # or datasets = ["small/pendulum-medium"] (+ env, online_steps,
                                    #   finetune_method, warmup_steps, eval_env)
+    eval_env = "..."               # optional: evaluate in this env (same spaces) instead of the one acted in
     steps = 100_000
     overrides = { ppo = ["learning_rate=0.001"] }
     label = "..."                  # optional, one-algorithm blocks: the method's name in reports (an
@@ -84,7 +85,8 @@ class Cell:
     warmup_steps: int | None = None
     """Offline→online cells: the switch rule's warm-up env steps; None: the rule's own."""
     eval_env: str | None = None
-    """Offline→online cells: evaluate in this env instead of `env` (H2O: the real system beside its simulator)."""
+    """Evaluate in this env instead of the one the cell acts in (`task` for env cells, `env` for offline→online
+    ones): a simulator-trained policy scored on its real system; H2O."""
     name: str | None = None
     """How reports name the method (an ablation: one algorithm under other settings); None: `label`'s default."""
 
@@ -126,6 +128,11 @@ class Suite:
     references: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Task → (random, expert) returns for normalised scores; dataset tasks use the dataset's own."""
     source: str = ""
+
+    def references_for(self, cell: Cell) -> tuple[float, float] | None:
+        """The references a cell's returns are normalised with: its task's, or for an env cell evaluated in
+        another env, that env's (a simulator-trained policy is scored against the real system's)."""
+        return self.references.get(cell.eval_env if cell.eval_env and not cell.is_dataset else cell.task)
 
     @property
     def algos(self) -> list[str]:
@@ -242,9 +249,9 @@ def parse_suite(raw: dict, source: str = "") -> Suite:
         if warmup is not None and warmup < 0:
             raise HeronError(f"{bw}: warmup_steps must be >= 0, got {warmup}")
         eval_env = _typed(block, "eval_env", str, bw)
-        if eval_env is not None and not online:
-            raise HeronError(f"{bw}: eval_env applies to blocks with online_steps (act in env, evaluate in eval_env); "
-                             "an offline block is evaluated in env = ID")
+        if eval_env is not None and is_dataset and not online:
+            raise HeronError(f"{bw}: eval_env applies to env blocks and to dataset blocks with online_steps (act in "
+                             "env, evaluate in eval_env); an offline block is evaluated in env = ID")
         label = _typed(block, "label", str, bw)
         if label is not None and len(algos) != 1:
             raise HeronError(f"{bw}: label names one algorithm's results in reports; split the block's "

@@ -1,7 +1,8 @@
 """`heron bench report SUITE`: learning curves, final scores and rliable aggregates of a suite.
 
 Scores. A run's final score is the mean return of its last evaluation (per seed), normalised as
-100 (R − random) / (expert − random) with the suite's references for env tasks and the dataset's
+100 (R − random) / (expert − random) with the suite's references for env tasks (those of its eval_env
+for a cell evaluated in another env than it acts in) and the dataset's
 ref_min_score / ref_max_score for dataset tasks. Where a task has neither, its raw returns are
 shown and it is left out of the aggregates (raw returns of different tasks do not add up).
 
@@ -74,7 +75,7 @@ def collect_scores(suite: Suite, root: Path) -> tuple[list[RunScores], list[str]
     scores, missing = [], []
     for cell in suite.cells:
         state, path = cell_status(root, cell)
-        steps, curve, normalised = per_seed_scores(path, len(cell.seeds), suite.references.get(cell.task)) \
+        steps, curve, normalised = per_seed_scores(path, len(cell.seeds), suite.references_for(cell)) \
             if state == "finished" else ([], np.zeros((0, 0)), False)
         if not steps:
             missing.append(cell.key)

@@ -509,10 +509,11 @@ def evaluate_finetune_run(run: Run, spec: AgentSpec, agent_cfg, episodes: int, s
     in, or `env_id`."""
     import jax
 
+    from heron.experiments.train import own_eval_env
     from heron.loops import offline
     from heron.loops.online_host import Evaluator
 
-    env_id = env_id or run.config["finetune"].get("eval_env") or run.config["env"]
+    env_id = env_id or own_eval_env(run)
     evaluator = Evaluator(env_id, episodes, spec.act)
     try:
         obs_space, act_space = evaluator.env.single_observation_space, evaluator.env.single_action_space

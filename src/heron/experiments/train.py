@@ -55,7 +55,8 @@ class TrainRequest:
     updates_per_step: int | None = None
     """Override of the rule: gradient updates per online env step."""
     eval_env: str | None = None
-    """Offline→online runs: evaluate in this env instead of env_id (H2O: the real system, env_id its simulator)."""
+    """Evaluate in this env instead of env_id, with the same spaces: online runs, e.g. a policy trained in a
+    simulator scored on its real system; offline→online runs (H2O: the real system, env_id its simulator)."""
 
 
 def resolve_agent_config(spec: AgentSpec, overrides, steps: int):
@@ -246,8 +247,11 @@ def train(req: TrainRequest, *, runs_root: Path | None = None, progress: bool = 
     from heron.envs.gym_envs import check_env_id
     from heron.envs.jax_envs import available_jax_envs
 
-    if req.env_id not in available_jax_envs():
-        check_env_id(req.env_id)
+    for env_id in dict.fromkeys([req.env_id, req.eval_env]):
+        if env_id is not None and env_id not in available_jax_envs():
+            check_env_id(env_id)
+    if req.eval_env is not None:
+        _check_eval_env(req.env_id, req.eval_env)
     loop_kind = choose_loop(req)
     agent_cfg = resolve_agent_config(spec, req.overrides, req.steps)
     if resume is None:
@@ -257,7 +261,8 @@ def train(req: TrainRequest, *, runs_root: Path | None = None, progress: bool = 
 
     if resume is None:
         config = {"request": config_to_dict(req), "loop": loop_kind, "agent": config_to_dict(agent_cfg),
-                  "algo": req.algo, "env": req.env_id, "seeds": req.seeds, "seed": req.seed, "steps": req.steps}
+                  "algo": req.algo, "env": req.env_id, "seeds": req.seeds, "seed": req.seed, "steps": req.steps,
+                  **({"eval_env": req.eval_env} if req.eval_env else {})}
         run = Run.create(runs_root or default_runs_root(), f"{req.algo}-{req.env_id}", config, argv or sys.argv, req.seed)
     else:
         run = Run.open(resume)
@@ -296,7 +301,8 @@ def tracked(run: Run, callbacks, interrupted: str = "interrupted by the user (Ct
 
 def _train_host(run, spec, agent_cfg, req, eval_every, callbacks, resuming: bool):
     loop_cfg = HostLoopConfig(env_id=req.env_id, total_steps=req.steps, seed=req.seed, eval_every=eval_every,
-                              eval_episodes=req.eval_episodes, log_every=req.log_every or 1_000, checkpoint_every=req.checkpoint_every)
+                              eval_episodes=req.eval_episodes, log_every=req.log_every or 1_000, checkpoint_every=req.checkpoint_every,
+                              eval_env_id=req.eval_env)
     loop = HostLoop(spec, agent_cfg, loop_cfg)
     try:
         state = loop.init()
@@ -345,22 +351,33 @@ def _train_compiled(run, spec, agent_cfg, req, eval_every, callbacks, resuming: 
     log_it = every(req.log_every or max(req.steps // 100, 1))
     eval_it, ckpt_it = every(eval_every), every(req.checkpoint_every)
     eval_key = jax.random.fold_in(jax.random.PRNGKey(req.seed), 0xE7A1)
+    evaluator = None
+    if req.eval_env is not None:  # another env: its pure-JAX twin where it has one, else Gymnasium
+        from heron.loops.offline import PolicyEvaluator
+
+        evaluator = PolicyEvaluator(spec, req.eval_env, req.eval_episodes)
     wall_start, start_iteration = _now(), iteration
-    while iteration < total_iterations:
-        next_stop = min([total_iterations] + [(iteration // n + 1) * n for n in (log_it, eval_it, ckpt_it) if n])
-        loop_state, metrics = online_jax.run_chunk(loop_state, next_stop - iteration)
-        iteration = next_stop
-        step = iteration * per_iteration
-        done = iteration >= total_iterations
-        if (log_it and iteration % log_it == 0) or done:
-            row = {f"train/{k}": np.asarray(v) for k, v in jax.device_get(metrics).items()}
-            row["time/steps_per_second"] = (iteration - start_iteration) * per_iteration * req.seeds / max(_now() - wall_start, 1e-9)
-            callbacks.on_log(step, row)
-        if (eval_it and iteration % eval_it == 0) or done:
-            returns = online_jax.evaluate_seeds(loop_state, jax.random.fold_in(eval_key, step), req.eval_episodes)
-            callbacks.on_eval(step, np.asarray(returns))
-        if (ckpt_it and iteration % ckpt_it == 0) or done:
-            run.save_checkpoint(step, loop_state, meta={"env_steps": step, "seeds": req.seeds})
+    try:
+        while iteration < total_iterations:
+            next_stop = min([total_iterations] + [(iteration // n + 1) * n for n in (log_it, eval_it, ckpt_it) if n])
+            loop_state, metrics = online_jax.run_chunk(loop_state, next_stop - iteration)
+            iteration = next_stop
+            step = iteration * per_iteration
+            done = iteration >= total_iterations
+            if (log_it and iteration % log_it == 0) or done:
+                row = {f"train/{k}": np.asarray(v) for k, v in jax.device_get(metrics).items()}
+                row["time/steps_per_second"] = (iteration - start_iteration) * per_iteration * req.seeds / max(_now() - wall_start, 1e-9)
+                callbacks.on_log(step, row)
+            if (eval_it and iteration % eval_it == 0) or done:
+                key = jax.random.fold_in(eval_key, step)
+                returns = (evaluator(loop_state, key) if evaluator is not None
+                           else online_jax.evaluate_seeds(loop_state, key, req.eval_episodes))
+                callbacks.on_eval(step, np.asarray(returns))
+            if (ckpt_it and iteration % ckpt_it == 0) or done:
+                run.save_checkpoint(step, loop_state, meta={"env_steps": step, "seeds": req.seeds})
+    finally:
+        if evaluator is not None:
+            evaluator.close()
 
 
 def _now() -> float:
@@ -389,25 +406,41 @@ def _evaluate_compiled(run, spec, agent_cfg, req, episodes: int, seed: int, env_
         evaluator.close()
 
 
-def _check_same_spaces(run: Run, env_id: str) -> None:
-    """`heron eval --env`: the other env must take the run's observations and actions (the rule a dataset and
-    its env follow: observation shape; action type, shape and bounds)."""
+def _spaces_mismatch(own_id: str, other_id: str) -> str | None:
+    """How env `other_id` fails to take the observations and actions of env `own_id` (the rule a dataset and its
+    env follow: observation shape; action type, shape and bounds), or None."""
     from heron.envs.gym_envs import make_env
     from heron.envs.spaces import spaces_mismatch
 
-    own_id = (run.config.get("finetune") or {}).get("eval_env") or run.config.get("env")
-    other = make_env(env_id)
+    own, other = make_env(own_id), make_env(other_id)
     try:
-        if not own_id:  # an offline run trained without an env: nothing to compare with but the checkpoint
-            return
-        own = make_env(own_id)
-        try:
-            mine, theirs = (own.observation_space, own.action_space), (other.observation_space, other.action_space)
-        finally:
-            own.close()
+        return spaces_mismatch(own.observation_space, own.action_space, other.observation_space, other.action_space)
     finally:
+        own.close()
         other.close()
-    problem = spaces_mismatch(*mine, *theirs)
+
+
+def _check_eval_env(env_id: str, eval_env: str) -> None:
+    problem = _spaces_mismatch(env_id, eval_env)
+    if problem:
+        raise HeronError(f"--eval-env {eval_env} does not fit --env {env_id}: {problem} (--env vs --eval-env); "
+                         "evaluate in an env with the same spaces")
+
+
+def own_eval_env(run: Run) -> str | None:
+    """Where a run is evaluated by default: its eval env if it has one, else the env it acts in."""
+    return (run.config.get("finetune") or {}).get("eval_env") or run.config.get("eval_env") or run.config.get("env")
+
+
+def _check_same_spaces(run: Run, env_id: str) -> None:
+    """`heron eval --env`: the other env must take the run's observations and actions."""
+    from heron.envs.gym_envs import make_env
+
+    own_id = own_eval_env(run)
+    if not own_id:  # an offline run trained without an env: nothing to compare with but the checkpoint
+        make_env(env_id).close()  # (an unknown env id still fails here)
+        return
+    problem = _spaces_mismatch(own_id, env_id)
     if problem:
         raise HeronError(f"--env {env_id} does not fit {run.path.name}, evaluated in {own_id}: {problem} (run vs "
                          "--env); evaluate in an env with the run's spaces")
@@ -450,7 +483,7 @@ def evaluate_run(run_dir: Path, episodes: int = 10, seed: int = 0, env_id: str |
 
         return evaluate_offline_run(run, req, spec, agent_cfg, episodes, seed, env_id)
     if run.config.get("loop") == "compiled":
-        return _evaluate_compiled(run, spec, agent_cfg, req, episodes, seed, env_id)
+        return _evaluate_compiled(run, spec, agent_cfg, req, episodes, seed, env_id or req.eval_env)
     loop = HostLoop(spec, agent_cfg, HostLoopConfig(env_id=req.env_id, total_steps=req.steps, eval_episodes=0))
     try:
         loaded = load_host_checkpoint(run, loop.template())
@@ -458,7 +491,7 @@ def evaluate_run(run_dir: Path, episodes: int = 10, seed: int = 0, env_id: str |
         loop.close()
     if loaded is None:
         raise HeronError(f"{run.path} has no checkpoint to evaluate yet: train it further or resume it with `heron train --resume {run.path}`")
-    evaluator = Evaluator(env_id or req.env_id, episodes, spec.act)
+    evaluator = Evaluator(env_id or req.eval_env or req.env_id, episodes, spec.act)
     try:
         return evaluator(loaded[1]["agent"], jax.random.PRNGKey(seed))
     finally:
@@ -478,6 +511,8 @@ def write_report(run: Run) -> Path:
     if dataset:
         lines.append(f"- dataset: `{dataset.get('name')}` at `{dataset.get('path')}` ({dataset.get('transitions')} "
                      f"transitions, {dataset.get('episodes')} episodes); steps are gradient updates")
+    if run.config.get("eval_env"):
+        lines.append(f"- evaluated in `{run.config['eval_env']}`, not in the env it acts in")
     lines.append("")
     refs = (dataset.get("ref_min_score"), dataset.get("ref_max_score"))
     normalise = None

@@ -135,8 +135,8 @@ class TuneRequest:
     warmup_steps: int | None = None
     """Offline→online trials: the rule's warm-up env steps; None: the rule's own."""
     eval_env: str | None = None
-    """Offline→online trials: evaluate (and so score) in this env, not the one they act in (H2O: the real
-    system beside its simulator)."""
+    """Evaluate (and so score) trials in this env, not the one they act in: a simulator-trained policy on its
+    real system; H2O."""
 
 
 def _space(req: TuneRequest) -> list[Param]:
@@ -270,10 +270,13 @@ def _check(req: TuneRequest) -> None:
                       ("eval_episodes", 1), ("online_steps", 0)):  # 0 offline updates: RLPD's and H2O's setting
         if getattr(req, name) < low:
             raise HeronError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(req, name)}")
-    switch = [f for f, v in (("--finetune-method", req.finetune_method), ("--warmup-steps", req.warmup_steps),
-                             ("--eval-env", req.eval_env)) if v is not None]
+    switch = [f for f, v in (("--finetune-method", req.finetune_method), ("--warmup-steps", req.warmup_steps))
+              if v is not None]
     if switch and not req.online_steps:
         raise HeronError(f"{switch[0]} applies to offline→online trials: add --dataset D --online-steps M")
+    if req.eval_env is not None and req.dataset is not None and not req.online_steps:
+        raise HeronError("--eval-env applies to online and offline→online trials: add --online-steps M (an offline "
+                         "trial is evaluated in --env)")
     bad = [o for o in req.objectives if o not in OBJECTIVES]
     if bad or not req.objectives or len(set(req.objectives)) != len(req.objectives):
         raise HeronError(f"--objective must be distinct values from {', '.join(OBJECTIVES)}, got {list(req.objectives)}")
