@@ -131,7 +131,7 @@ def main() -> None:
             continue
         r = train_d3rlpy(algo, cell.task, seed, cell.steps, cell.online_steps, hidden, cell.eval_episodes)
         done.append(r)
-        keep_run(args.out, kept, r)
+        keep_run(args.out, r)
         print(f"d3rlpy {algo} seed {seed}: {r['switch']:.1f} at the switch, {r['score']:.1f} after "
               f"({r['train_s']:.0f} s)", flush=True)
 

@@ -13,10 +13,11 @@ heron dataset files converted to a d3rlpy `MDPDataset`:
   observations (StandardObservationScaler; heron's IQL does not by default, so the suite turns it on, and
   gives IQL a constant actor step size as d3rlpy's, not the paper's cosine decay over the budget), IQL
   scales rewards to a return range of 1000 (ReturnBasedRewardScaler(multiplier=1000)); every method gets
-  the action bounds (MinMaxActionScaler with Pendulum's [-2, 2]) so its tanh policy covers the action space;
+  the action bounds (MinMaxActionScaler with the dataset's action space, e.g. Pendulum's [-2, 2]) so its
+  tanh policy covers the action space;
 * CQL as heron's default variant: fixed penalty weight 5 (conservative_weight=5, alpha_learning_rate=0,
   initial_alpha=1: no Lagrange tuning) and 10 sampled actions per source (n_action_samples=10);
-* evaluation: 10 deterministic episodes in Pendulum-v1 after the last update (heron's suite
+* evaluation: 10 deterministic episodes in the dataset's env after the last update (heron's suite
   evaluates its last checkpoint the same way), normalised with the dataset's reference returns.
 
 Dataset conversion: see `to_d3rlpy` (every heron transition becomes a d3rlpy transition with the same
@@ -28,6 +29,9 @@ algorithm, and P(heron > d3rlpy), with heron's report code (`heron.experiments.b
 Run (bench venv; the datasets as scripts/demo.sh makes them, under $HERON_DATASETS_DIR):
   heron bench run benchmarks/suites/offline-vs-d3rlpy.toml --root BENCH_ROOT
   bench-venv/bin/python benchmarks/offline_scores.py --suite-root BENCH_ROOT [--out d3rlpy-scores.json]
+The MuJoCo tasks (Hopper-v5, HalfCheetah-v5; `heron data suite make small --tasks hopper,halfcheetah`) are a
+second suite: pass `--suite benchmarks/suites/offline-vs-d3rlpy-mujoco.toml` to both commands' script side
+(`heron bench run` takes the same path).
 d3rlpy's finished runs are kept in --out, so an interrupted run continues where it stopped.
 """
 
@@ -118,12 +122,18 @@ def actor_width(cell) -> int:
     return int(next(o for o in cell.overrides if o.startswith("actor_hidden=")).split("=")[1].split(",")[0])
 
 
-def keep_run(out: Path, kept: list[dict], run: dict) -> None:
-    """Append `run` to the kept runs in `out`, atomically: an interrupted script keeps every finished run."""
-    kept.append(run)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(kept, indent=1))
-    os.replace(tmp, out)
+def keep_run(out: Path, run: dict) -> None:
+    """Append `run` to the kept runs in `out`, atomically: an interrupted script keeps every finished run. The
+    file is re-read under a lock, so processes sharing one --out (e.g. one per `--algos` subset) keep each
+    other's runs."""
+    import fcntl
+
+    with open(out.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        on_disk = json.loads(out.read_text()) if out.exists() else []
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(on_disk + [run], indent=1))
+        os.replace(tmp, out)
 
 
 def scores_parser(description: str, out_default: str, quick_help: str) -> argparse.ArgumentParser:
@@ -175,11 +185,10 @@ def train_d3rlpy(algo: str, dataset: str, seed: int, updates: int, hidden: int, 
             "score": score, "train_s": train_s}
 
 
-def heron_scores(suite_root: Path) -> dict[tuple[str, str], list[float]]:
-    from heron.experiments.bench import load_suite
+def heron_scores(suite, suite_root: Path) -> dict[tuple[str, str], list[float]]:
     from heron.experiments.bench_report import collect_scores
 
-    scores, missing = collect_scores(load_suite(SUITE), suite_root / "offline-vs-d3rlpy")
+    scores, missing = collect_scores(suite, suite_root / suite.name)
     if missing:
         print(f"heron cells not finished (left out): {', '.join(missing)}", flush=True)
     return {(s.algo, s.task): list(s.final) for s in scores}
@@ -190,8 +199,13 @@ def matrix(by: dict[tuple[str, str], list[float]], algo: str, tasks: list[str], 
 
 
 def main() -> None:
-    args = scores_parser(__doc__.splitlines()[0], "d3rlpy-scores.json",
-                         "smoke run: d3rlpy only, 200 updates, one seed per algorithm").parse_args()
+    parser = scores_parser(__doc__.splitlines()[0], "d3rlpy-scores.json",
+                           "smoke run: d3rlpy only, 200 updates, one seed per algorithm")
+    parser.add_argument("--suite", type=Path, default=SUITE,
+                        help="heron's side: offline-vs-d3rlpy.toml (Pendulum) or offline-vs-d3rlpy-mujoco.toml")
+    parser.add_argument("--algos", default=",".join(CONFIGS),
+                        help="train only these (comma-separated); two processes with one --out split the work")
+    args = parser.parse_args()
 
     import torch
 
@@ -199,32 +213,38 @@ def main() -> None:
     from heron.experiments.bench_report import aggregates, probability_of_improvement
 
     torch.set_num_threads(args.torch_threads)
-    suite = load_suite(SUITE)
+    suite = load_suite(args.suite)
     if args.quick:
         for algo in CONFIGS:
             r = train_d3rlpy(algo, suite.cells[0].task, 0, 200, 64, 256, 2)
             print(f"d3rlpy {algo}: {r['score']:.1f} after 200 updates ({r['train_s']:.1f} s)")
         return
-    kept = json.loads(args.out.read_text()) if args.out.exists() else []
     hidden = {c.key: actor_width(c) for c in suite.cells}
     bounds = suite_bounds(suite.cells)
     current = {(c.algo, c.task): settings_digest(d3rlpy_config(c.algo, hidden[c.key], 256, *bounds[c.task]))
                for c in suite.cells}
-    # only runs made with today's settings count (older ones stay in the file, ignored)
-    done = [r for r in kept if r.get("settings") == current.get((r["algo"], r["dataset"]))]
-    have = {(r["algo"], r["dataset"], r["seed"]) for r in done}
+
+    def finished() -> list[dict]:
+        """The kept runs made with today's settings (older ones stay in the file, ignored)."""
+        kept = json.loads(args.out.read_text()) if args.out.exists() else []
+        return [r for r in kept if r.get("settings") == current.get((r["algo"], r["dataset"]))]
+
+    have = {(r["algo"], r["dataset"], r["seed"]) for r in finished()}
     # dataset by dataset, so that a shortened run still has every algorithm on the first datasets
     order = {t: i for i, t in enumerate(dict.fromkeys(c.task for c in suite.cells))}
+    train = set(args.algos.split(","))
     for cell in sorted(suite.cells, key=lambda c: order[c.task]):
+        if cell.algo not in train:
+            continue
         for seed in cell.seeds:
             if (cell.algo, cell.task, seed) in have or args.report_only:
                 continue
             r = train_d3rlpy(cell.algo, cell.task, seed, cell.steps, hidden[cell.key], 256, cell.eval_episodes)
-            done.append(r)
-            keep_run(args.out, kept, r)
+            keep_run(args.out, r)
             print(f"d3rlpy {cell.algo} {cell.task} seed {seed}: {r['score']:.1f} ({r['train_s']:.0f} s)", flush=True)
 
-    ours = heron_scores(args.suite_root)
+    done = finished()  # re-read: another process on the same --out may have added runs
+    ours = heron_scores(suite, args.suite_root)
     theirs: dict[tuple[str, str], list[float]] = {}
     for r in sorted(done, key=lambda r: r["seed"]):
         theirs.setdefault((r["algo"], r["dataset"]), []).append(r["score"])

@@ -208,7 +208,7 @@ def test_full_preset_covers_the_d4rl_tasks():
 
     assert {t.env_id for t in FULL.tasks} >= {"Pendulum-v1", "Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"}
     assert all(t.dataset_transitions == 1_000_000 for t in FULL.tasks)
-    assert {t.env_id for t in SMALL.tasks} == {"Pendulum-v1", "Hopper-v5"}
+    assert {t.env_id for t in SMALL.tasks} == {"Pendulum-v1", "Hopper-v5", "HalfCheetah-v5"}
     from heron.agents import sac
     from heron.data.suites import TaskBudget
 

@@ -412,12 +412,16 @@ def _spaces_mismatch(own_id: str, other_id: str) -> str | None:
     from heron.envs.gym_envs import make_env
     from heron.envs.spaces import spaces_mismatch
 
-    own, other = make_env(own_id), make_env(other_id)
+    own = make_env(own_id)
     try:
-        return spaces_mismatch(own.observation_space, own.action_space, other.observation_space, other.action_space)
+        other = make_env(other_id)  # a bad id fails here, with `own` still closed below
+        try:
+            return spaces_mismatch(own.observation_space, own.action_space, other.observation_space,
+                                   other.action_space)
+        finally:
+            other.close()
     finally:
         own.close()
-        other.close()
 
 
 def _check_eval_env(env_id: str, eval_env: str) -> None:

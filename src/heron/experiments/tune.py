@@ -42,7 +42,8 @@ from heron.experiments.bench import Cell, run_cell, slug
 
 TUNE_DIR_ENV = "HERON_TUNE_DIR"
 MAX_FAILURES = 3
-"""Failed trials, with none finished, after which a study stops (every trial would fail the same way)."""
+"""Failed trials, with none finished, after which a study stops (every trial would fail the same way). Counted per
+invocation: a resumed study gets MAX_FAILURES new tries, so a fixed cause (a dataset made since) can still finish."""
 OBJECTIVES = {"final": "maximize", "auc": "maximize", "time": "minimize"}
 
 # Default search spaces: the hyperparameters each method's papers and tuning studies vary most.
