@@ -154,6 +154,35 @@ def test_failure_midway_leaves_no_partial_dataset(tmp_path, monkeypatch):
     assert list((tmp_path / "tiny").iterdir()) == []  # no staging dir, no dataset, no manifest
 
 
+def test_a_preset_that_gained_a_task_extends_a_suite_without_rebuilding_it(tmp_path, monkeypatch):
+    """Adding a task to a preset (as `small` gained HalfCheetah) must not make older suites foreign: the new task
+    is added beside the built ones; a built task whose budget changed still needs --force."""
+    from heron.data import suites
+
+    built = []
+
+    def fake_build(task, preset, suite, seed, out_dir, log):  # stands in for minutes of SAC training
+        built.append(task.slug)
+        (out_dir / f"{task.slug}-random").mkdir(parents=True)
+        return {"datasets": {f"{task.slug}-random": {"sha256": task.slug}}, "task": {"env_id": task.env_id}}
+
+    monkeypatch.setattr(suites, "build_task", fake_build)
+    one = _pendulum(6_000, 200, 4_000, 20, 20, learning_starts=500)
+    other = _task("second", "Pendulum-v1", 6_000, 200, 4_000, 20, 20, learning_starts=500)
+    suite = make_suite("tiny", SuitePreset("tiny", (one,)), root=tmp_path)
+    make_suite("tiny", SuitePreset("tiny", (one, other)), tasks="second", root=tmp_path)
+    assert built == ["pendulum", "second"]
+    manifest = read_manifest(suite)
+    assert set(manifest["tasks"]) == {"pendulum", "second"} and (suite / "pendulum-random").is_dir()
+    assert [t["slug"] for t in manifest["config"]["preset"]["tasks"]] == ["pendulum", "second"]
+
+    changed = _pendulum(7_000, 200, 4_000, 20, 20, learning_starts=500)
+    with pytest.raises(HeronError, match="other budgets"):
+        make_suite("tiny", SuitePreset("tiny", (changed, other, _task("third", "Pendulum-v1", 6_000, 200, 4_000, 20,
+                                                                     20))), tasks="third", root=tmp_path)
+    assert built == ["pendulum", "second"] and set(read_manifest(suite)["tasks"]) == {"pendulum", "second"}
+
+
 @pytest.mark.parametrize("argv, message", [
     (["data", "suite", "make", "small", "--preset", "huge"], "unknown suite preset 'huge': choose one of small, full, sim-real"),
     (["data", "suite", "make", "mine"], "pass --preset (small, full, sim-real)"),

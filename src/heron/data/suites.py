@@ -53,9 +53,10 @@ Failure and overwrite rules: a task is the unit of work. Its six datasets are wr
 staging directory inside the suite, moved into place only when all six are complete, and then
 the manifest is rewritten atomically; a failure removes the staging directory, so the suite
 holds only whole tasks, each listed in the manifest. Adding tasks to an existing suite made with
-the same preset and seed needs no flag (so a long build can continue task by task); rebuilding a
-task that exists, or a suite made with another preset or seed, needs `force` (the latter then
-drops the old suite's tasks when the first new task is committed).
+the same preset and seed needs no flag (so a long build can continue task by task; a preset that
+has since gained tasks, or changed only tasks not yet built, still counts as the same); rebuilding a
+task that exists, or a suite made with another preset or seed or with other budgets for a task it
+holds, needs `force` (the latter then drops the old suite's tasks when the first new task is committed).
 """
 
 from __future__ import annotations
@@ -528,7 +529,7 @@ def make_suite(name: str, preset: str | SuitePreset | None = None, *, tasks=None
         raise HeronError(f"{suite_dir} exists and is not a suite (no {MANIFEST}): choose another NAME or --root, "
                          "or pass --force to replace its datasets")
     if manifest is not None:
-        if manifest.get("config") != config:
+        if not _fits(manifest.get("config", {}), config, manifest.get("tasks", {})):
             old = manifest.get("config", {})
             if not force:
                 raise HeronError(f"suite {suite_dir} was made with preset {old.get('preset', {}).get('name')!r} seed "
@@ -558,6 +559,7 @@ def make_suite(name: str, preset: str | SuitePreset | None = None, *, tasks=None
             manifest = {"format": MANIFEST_FORMAT, "suite": name, "generator": "heron data suite make",
                         "config": config, "kinds": list(KINDS), "tasks": {}, "datasets": {}}
             replace_all = False
+        manifest["config"] = config  # a preset that gained tasks: the built ones' budgets are unchanged (_fits)
         manifest["provenance"] = provenance
         manifest["tasks"][task.slug] = records["task"]
         manifest["datasets"].update(records["datasets"])
@@ -565,6 +567,19 @@ def make_suite(name: str, preset: str | SuitePreset | None = None, *, tasks=None
         _fs.atomic_write_json(suite_dir / MANIFEST, manifest)
         log(f"{task.slug}: done; manifest {suite_dir / MANIFEST}")
     return suite_dir
+
+
+def _fits(old: dict, new: dict, built) -> bool:
+    """Whether a suite made under config `old`, with tasks `built`, can take tasks under config `new`: the same
+    seed, preset name and medium fraction, and every built task under the same budget. So a preset that gained a
+    task (or changed one not built yet) extends an existing suite without rebuilding the others."""
+    old_preset, new_preset = old.get("preset") or {}, new["preset"]
+    if (old.get("seed"), old_preset.get("name"), old_preset.get("medium_fraction")) != (
+            new["seed"], new_preset["name"], new_preset["medium_fraction"]):
+        return False
+    old_tasks = {t.get("slug"): t for t in old_preset.get("tasks", [])}
+    new_tasks = {t["slug"]: t for t in new_preset["tasks"]}
+    return all(slug in new_tasks and old_tasks.get(slug) == new_tasks[slug] for slug in built)
 
 
 def _commit(staging: Path, suite_dir: Path, records: dict) -> None:
