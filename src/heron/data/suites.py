@@ -35,7 +35,10 @@ Presets and cost (measured on this project's 2-core x86 CPU, shared with other j
                         snapshots every 200 steps; ~110 s
            Hopper-v5:   SAC 15k steps (host loop, ~95-115 steps/s), 20k-transition datasets,
                         snapshots every 1.5k steps; ~195 s (collecting 60k transitions: ~30 s)
-           whole suite: 307 s, 12 datasets, 18 MB
+           HalfCheetah-v5: SAC 40k steps (host loop), 20k-transition datasets, snapshots every 2k
+                        steps; 1017 s beside the test suite and a benchmark (~50 steps/s; at 15k steps
+                        its policy still returned -148 against random's -284, so 40k)
+           Pendulum and Hopper alone: 307 s, 12 datasets, 18 MB
     full   Pendulum-v1: SAC 50k steps, 1M-transition datasets; ~10 min
            Hopper-v5, HalfCheetah-v5, Walker2d-v5: SAC 1M steps each (published defaults, buffer 1M,
                         snapshots every 10k), 1M-transition random/medium/expert, medium-expert 2M,
