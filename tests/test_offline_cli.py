@@ -116,6 +116,12 @@ def test_resume_refuses_a_changed_dataset(dataset_dir, tmp_path, capsys, monkeyp
                  "actor_hidden=16,16", "batch_size=32"]) == 0
     run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert json.loads((run_dir / "config.json").read_text())["env"] is None  # trained without an env
+    # evaluated elsewhere, the env must fit the dataset's spaces, checked before any checkpoint is read
+    assert main(["eval", str(run_dir), "--env", "CartPole-v1"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit" in err and "trained on pendulum-random" in err and "observations (3,) vs (4,)" in err, err
+    assert main(["eval", str(run_dir), "--env", "Pendulum-v1", "--episodes", "2"]) == 0
+    capsys.readouterr()
     save_dataset(random_dataset(num_episodes=10, seed=1), data, force=True)
     assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 2
     assert "changed since" in capsys.readouterr().err

@@ -51,10 +51,14 @@ benchmarks touch nothing else.
   algorithm's own rule; the default keeps the offline data (plain fine-tuning).
 """
 
+import ast
 import dataclasses
 import difflib
+import functools
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -145,6 +149,47 @@ class AgentSpec:
 _REGISTRY: dict[str, AgentSpec] = {}
 
 
+@dataclass(frozen=True)
+class AgentInfo:
+    """What `heron algos`, suite validation and error messages need to know about a shipped agent, read
+    from its module's source: listing algorithms must not import them (and with them JAX, seconds)."""
+
+    name: str
+    module: str
+    """The module that registers it (importing it registers the agent)."""
+    family: Family
+    action_kinds: frozenset[str]
+    summary: str
+
+
+def _literal(node: ast.expr):
+    # frozenset({...}) is a call, which ast.literal_eval refuses
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "frozenset":
+        return frozenset(ast.literal_eval(node.args[0]) if node.args else ())
+    return ast.literal_eval(node)
+
+
+@functools.cache
+def catalog() -> dict[str, AgentInfo]:
+    """name → AgentInfo of every agent shipped in heron.agents: each module's `register(AgentSpec(...))`
+    call, whose name, family, action_kinds and summary are literals (tests/test_agent_catalog.py checks
+    that they match the imported specs)."""
+    found = {}
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.stem in ("__init__", "registry"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "AgentSpec"):
+                continue
+            kw = {k.arg: k.value for k in node.keywords if k.arg in ("name", "family", "action_kinds", "summary")}
+            if len(kw) != 4:
+                raise RuntimeError(f"{path.name}: AgentSpec(...) must give name, family, action_kinds and summary "
+                                   "as keyword literals (the catalog reads them without importing the module)")
+            values = {k: _literal(v) for k, v in kw.items()}
+            found[values["name"]] = AgentInfo(module=f"heron.agents.{path.stem}", **values)
+    return found
+
+
 def register(spec: AgentSpec) -> AgentSpec:
     if spec.name in _REGISTRY:
         raise ValueError(f"agent {spec.name!r} registered twice")
@@ -155,15 +200,26 @@ def register(spec: AgentSpec) -> AgentSpec:
 
 
 def available() -> list[str]:
-    import heron.agents  # noqa: F401  (imports every agent module, which registers it)
+    """Every algorithm's name: heron's own (without importing them) and any registered at run time."""
+    return sorted(set(catalog()) | set(_REGISTRY))
 
-    return sorted(_REGISTRY)
+
+def agent_info(name: str) -> AgentInfo:
+    """An algorithm's family, action kinds and summary without importing it; an unknown name is a HeronError
+    that lists the known ones."""
+    if name in _REGISTRY:
+        spec = _REGISTRY[name]
+        return AgentInfo(spec.name, spec.config.__module__, spec.family, spec.action_kinds, spec.summary)
+    if name in catalog():
+        return catalog()[name]
+    names = available()
+    close = difflib.get_close_matches(name.lower(), names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise HeronError(f"unknown algorithm {name!r}: {hint}choose one of {', '.join(names)}")
 
 
 def get_agent(name: str) -> AgentSpec:
-    names = available()
+    """The registered AgentSpec; a shipped agent's module is imported on first use (it registers itself)."""
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name.lower(), names, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise HeronError(f"unknown algorithm {name!r}: {hint}choose one of {', '.join(names)}")
+        importlib.import_module(agent_info(name).module)
     return _REGISTRY[name]

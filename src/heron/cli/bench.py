@@ -47,7 +47,7 @@ def _cmd_list(args, extra) -> int:
     suites = sorted(shipped_suites().items())
     width = max((len(name) for name, _ in suites), default=0)
     for name, path in suites:
-        suite = load_suite(path)
+        suite = load_suite(path, check_budgets=False)  # listing: no agent (and no JAX) imported
         print(f"{name:{width}s} {len(suite.cells):4d} cells  {suite.description}")
     return 0
 

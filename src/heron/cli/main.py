@@ -116,9 +116,9 @@ def _cmd_train(args, extra: list[str]) -> int:
     if not args.algo:
         raise HeronError("missing ALGO: `heron train ALGO --env ID`, e.g. `heron train ppo --env CartPole-v1` (see `heron algos`)")
     if not args.env_id and args.dataset is None:
-        from heron.agents.registry import get_agent
+        from heron.agents.registry import agent_info
 
-        if get_agent(args.algo).family == "offline":
+        if agent_info(args.algo).family == "offline":
             raise HeronError(f"missing --dataset: {args.algo} learns from a dataset: "
                              f"`heron train {args.algo} --dataset PATH_OR_NAME` (make one with `heron data suite make small`)")
         raise HeronError(f"missing --env: `heron train {args.algo} --env ID`, e.g. --env CartPole-v1")
@@ -180,11 +180,11 @@ def _cmd_finetune(args, extra) -> int:
 
 
 def _cmd_algos(args, extra) -> int:
-    from heron.agents.registry import available, get_agent
+    from heron.agents.registry import agent_info, available
 
     for name in available():
-        spec = get_agent(name)
-        print(f"{name:8s} {spec.family:10s} {'/'.join(sorted(spec.action_kinds)):20s} {spec.summary}")
+        info = agent_info(name)  # read from the agents' source: listing imports no agent (and no JAX)
+        print(f"{name:8s} {info.family:10s} {'/'.join(sorted(info.action_kinds)):20s} {info.summary}")
     return 0
 
 

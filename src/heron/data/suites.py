@@ -200,10 +200,11 @@ FULL = SuitePreset(
 # The "real" systems of the sim/real pairs (heron/envs/sim_real.py) at the small budgets: the fixed real-world
 # data H2O learns from beside the stock simulator (`heron train h2o --dataset sim-real/pendulum-real-medium
 # --env Pendulum-v1 --eval-env heron/Pendulum-real-v0`).
+_REAL_SYSTEMS = {"pendulum": "heron/Pendulum-real-v0", "hopper": "heron/Hopper-real-v0"}
 SIM_REAL = SuitePreset(
     name="sim-real",
-    tasks=tuple(dataclasses.replace(t, slug=f"{t.slug}-real", env_id=real)
-                for t, real in zip(SMALL.tasks[:2], ("heron/Pendulum-real-v0", "heron/Hopper-real-v0"), strict=True)),
+    tasks=tuple(dataclasses.replace(t, slug=f"{t.slug}-real", env_id=_REAL_SYSTEMS[t.slug])
+                for t in SMALL.tasks if t.slug in _REAL_SYSTEMS),
     description="the real systems of the sim/real pairs (Pendulum with g = 15, Hopper with a doubled torso mass) at "
                 "small's budgets; datasets for H2O",
 )

@@ -152,8 +152,8 @@ def shipped_suites() -> dict[str, Path]:
     return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".toml")}
 
 
-def load_suite(ref: str | os.PathLike) -> Suite:
-    """A shipped suite by name, or a TOML file by path."""
+def load_suite(ref: str | os.PathLike, check_budgets: bool = True) -> Suite:
+    """A shipped suite by name, or a TOML file by path (`check_budgets`: see parse_suite)."""
     shipped = shipped_suites()
     path = Path(ref)
     if str(ref) in shipped and not path.exists():
@@ -165,7 +165,7 @@ def load_suite(ref: str | os.PathLike) -> Suite:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise HeronError(f"suite {path}: not valid TOML ({err}); fix the file") from None
-    return parse_suite(raw, source=str(path))
+    return parse_suite(raw, source=str(path), check_budgets=check_budgets)
 
 
 def _check_keys(table: dict, allowed: set[str], where: str) -> None:
@@ -181,9 +181,11 @@ def _typed(table: dict, key: str, kind, where: str, default=None):
     return value
 
 
-def parse_suite(raw: dict, source: str = "") -> Suite:
-    """Validate a suite declaration (a parsed TOML table) and expand its grid into cells."""
-    from heron.agents.registry import get_agent
+def parse_suite(raw: dict, source: str = "", check_budgets: bool = True) -> Suite:
+    """Validate a suite declaration (a parsed TOML table) and expand its grid into cells. `check_budgets`:
+    also resolve each algorithm's config with the block's overrides and budget (imports the agents, and with
+    them JAX); False only lists a suite (`heron bench list`), it never runs one."""
+    from heron.agents.registry import agent_info, get_agent
 
     where = f"suite {source or raw.get('name', '?')}"
     _check_keys(raw, SUITE_KEYS, where)
@@ -220,7 +222,7 @@ def parse_suite(raw: dict, source: str = "") -> Suite:
         if not (isinstance(algos, list) and algos and all(isinstance(a, str) for a in algos)):
             raise HeronError(f"{bw}: algos must be a list of algorithm names (see `heron algos`)")
         for algo in algos:
-            get_agent(algo)  # names a registered algorithm, or says which ones exist
+            agent_info(algo)  # names a known algorithm, or says which ones exist
         if ("envs" in block) == ("datasets" in block):
             raise HeronError(f"{bw}: give either envs (online) or datasets (offline), not both or neither")
         is_dataset = "datasets" in block
@@ -259,16 +261,17 @@ def parse_suite(raw: dict, source: str = "") -> Suite:
         if label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", label):
             raise HeronError(f"{bw}: label must be a plain word (letters, digits, - _ . +), got {label!r}")
         for algo in algos:
-            spec = get_agent(algo)
-            if is_dataset != (spec.family == "offline"):
-                raise HeronError(f"{bw}: {algo} is {spec.family}; put it in a block with "
-                                 f"{'datasets' if spec.family == 'offline' else 'envs'}")
-            from heron.experiments.train import check_budget
+            family = agent_info(algo).family
+            if is_dataset != (family == "offline"):
+                raise HeronError(f"{bw}: {algo} is {family}; put it in a block with "
+                                 f"{'datasets' if family == 'offline' else 'envs'}")
+            if check_budgets:
+                from heron.experiments.train import check_budget
 
-            try:
-                check_budget(spec, overrides.get(algo, ()), steps, online, method, warmup)
-            except HeronError as e:
-                raise HeronError(f"{bw}, {algo}: {e}") from None
+                try:
+                    check_budget(get_agent(algo), overrides.get(algo, ()), steps, online, method, warmup)
+                except HeronError as e:
+                    raise HeronError(f"{bw}, {algo}: {e}") from None
             for task in tasks:
                 groups = [tuple(seeds)] if vmap and not online else [(s,) for s in seeds]
                 for group in groups:

@@ -441,13 +441,26 @@ def _check_same_spaces(run: Run, env_id: str) -> None:
     from heron.envs.gym_envs import make_env
 
     own_id = own_eval_env(run)
-    if not own_id:  # an offline run trained without an env: nothing to compare with but the checkpoint
-        make_env(env_id).close()  # (an unknown env id still fails here)
-        return
-    problem = _spaces_mismatch(own_id, env_id)
+    if own_id:
+        problem, source = _spaces_mismatch(own_id, env_id), f"evaluated in {own_id}"
+    else:  # an offline run trained without an env: compare with its dataset's spaces, as recorded in the run
+        from heron.envs.spaces import spaces_mismatch
+
+        dataset = run.config.get("dataset") or {}
+        env = make_env(env_id)  # (an unknown env id fails here)
+        try:
+            if "observation_space" not in dataset:  # a run made before heron recorded them: the checkpoint decides
+                return
+            from minari.serialization import deserialize_space
+
+            problem = spaces_mismatch(deserialize_space(dataset["observation_space"]),
+                                      deserialize_space(dataset["action_space"]), env.observation_space, env.action_space)
+            source = f"trained on {dataset.get('name')}"
+        finally:
+            env.close()
     if problem:
-        raise HeronError(f"--env {env_id} does not fit {run.path.name}, evaluated in {own_id}: {problem} (run vs "
-                         "--env); evaluate in an env with the run's spaces")
+        raise HeronError(f"--env {env_id} does not fit {run.path.name}, {source}: {problem} (run vs --env); evaluate "
+                         "in an env with the run's spaces")
 
 
 def load_request(run: Run) -> tuple[TrainRequest, AgentSpec, object]:

@@ -20,14 +20,14 @@ import jax
 import numpy as np
 
 from heron import _fs
-from heron.agents.registry import AgentSpec, available, get_agent
+from heron.agents.registry import AgentSpec, agent_info, available, get_agent
 from heron.config import config_to_dict
 from heron.errors import HeronError
 from heron.tracking.run import PROVENANCE_FILE, Run, default_runs_root
 
 
 def _offline_algos() -> str:
-    return ", ".join(n for n in available() if get_agent(n).family == "offline")
+    return ", ".join(n for n in available() if agent_info(n).family == "offline")
 
 
 def _check_request(req, spec: AgentSpec) -> None:
@@ -62,8 +62,15 @@ def _load_dataset(name: str):
     ds = load_dataset(path)
     info = {"given": name, "path": str(path), "name": ds.name, "env_id": ds.env_id, "episodes": ds.num_episodes,
             "transitions": ds.num_transitions, "ref_min_score": ds.ref_min_score, "ref_max_score": ds.ref_max_score,
-            "sha256": dataset_fingerprint(path)}
+            "sha256": dataset_fingerprint(path), **_space_records(ds)}
     return ds, info
+
+
+def _space_records(ds) -> dict:
+    # `heron eval RUN --env ID` checks ID against these when the run has no env of its own
+    from minari.serialization import serialize_space
+
+    return {"observation_space": serialize_space(ds.observation_space), "action_space": serialize_space(ds.action_space)}
 
 
 def _resolve_env(req, ds) -> str | None:
