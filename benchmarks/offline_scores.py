@@ -205,6 +205,8 @@ def main() -> None:
                         help="heron's side: offline-vs-d3rlpy.toml (Pendulum) or offline-vs-d3rlpy-mujoco.toml")
     parser.add_argument("--algos", default=",".join(CONFIGS),
                         help="train only these (comma-separated); two processes with one --out split the work")
+    parser.add_argument("--datasets", default="",
+                        help="train only on these suite datasets (comma-separated, e.g. small/hopper-medium); default all")
     args = parser.parse_args()
 
     import torch
@@ -232,9 +234,11 @@ def main() -> None:
     have = {(r["algo"], r["dataset"], r["seed"]) for r in finished()}
     # dataset by dataset, so that a shortened run still has every algorithm on the first datasets
     order = {t: i for i, t in enumerate(dict.fromkeys(c.task for c in suite.cells))}
-    train = set(args.algos.split(","))
+    train, only = set(args.algos.split(",")), set(filter(None, args.datasets.split(",")))
+    if only - set(order):
+        raise SystemExit(f"--datasets: {', '.join(sorted(only - set(order)))} not in the suite ({', '.join(order)})")
     for cell in sorted(suite.cells, key=lambda c: order[c.task]):
-        if cell.algo not in train:
+        if cell.algo not in train or only and cell.task not in only:
             continue
         for seed in cell.seeds:
             if (cell.algo, cell.task, seed) in have or args.report_only:
