@@ -23,6 +23,7 @@ def test_the_catalog_says_what_the_registered_agent_says(name):
     assert (spec.name, spec.family, spec.action_kinds, spec.summary) == (
         info.name, info.family, info.action_kinds, info.summary)
     assert spec.config.__module__ == info.module  # each agent defines its own config
+    assert info.module == f"heron.agents.{name}"  # get_agent imports heron/agents/NAME.py without the catalog
 
 
 def test_every_agent_module_is_in_the_catalog():

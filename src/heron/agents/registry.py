@@ -178,7 +178,10 @@ def catalog() -> dict[str, AgentInfo]:
     for path in sorted(Path(__file__).parent.glob("*.py")):
         if path.stem in ("__init__", "registry"):
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        for stmt in ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body:
+            # the registration is a module-level `register(AgentSpec(...))`: no need to walk every function body
+            call = stmt.value if isinstance(stmt, ast.Expr) else None
+            node = call.args[0] if isinstance(call, ast.Call) and call.args else None
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "AgentSpec"):
                 continue
             kw = {k.arg: k.value for k in node.keywords if k.arg in ("name", "family", "action_kinds", "summary")}
@@ -221,5 +224,7 @@ def agent_info(name: str) -> AgentInfo:
 def get_agent(name: str) -> AgentSpec:
     """The registered AgentSpec; a shipped agent's module is imported on first use (it registers itself)."""
     if name not in _REGISTRY:
-        importlib.import_module(agent_info(name).module)
+        # heron's agents live in heron/agents/NAME.py: import it directly, without reading the catalog
+        own = name.isidentifier() and (Path(__file__).parent / f"{name}.py").is_file()
+        importlib.import_module(f"heron.agents.{name}" if own else agent_info(name).module)
     return _REGISTRY[name]
