@@ -39,6 +39,9 @@ def test_an_unknown_name_lists_the_known_ones_and_a_run_time_agent_joins_them():
     with pytest.raises(HeronError, match="unknown algorithm 'iqll': did you mean 'iql'"):
         get_agent("iqll")
     iql = get_agent("iql")
+    with pytest.raises(ValueError, match="'cql' is heron's own"):
+        register(AgentSpec(name="cql", config=iql.config, init=iql.init, update=iql.update, act=iql.act,
+                           family="offline", action_kinds=frozenset({"continuous"}), summary="not CQL"))
     try:
         register(AgentSpec(name="my-iql", config=iql.config, init=iql.init, update=iql.update, act=iql.act,
                            family="offline", action_kinds=frozenset({"continuous"}), summary="a user's agent"))

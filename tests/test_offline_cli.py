@@ -122,6 +122,16 @@ def test_resume_refuses_a_changed_dataset(dataset_dir, tmp_path, capsys, monkeyp
     assert "does not fit" in err and "trained on pendulum-random" in err and "observations (3,) vs (4,)" in err, err
     assert main(["eval", str(run_dir), "--env", "Pendulum-v1", "--episodes", "2"]) == 0
     capsys.readouterr()
+    # a hand-edited record of those spaces is one line naming the file, not Minari's parser error
+    config_file = run_dir / "config.json"
+    kept = config_file.read_text()
+    edited = json.loads(kept)
+    edited["dataset"]["observation_space"] = '{"type": "Box", "shape": [3'
+    config_file.write_text(json.dumps(edited))
+    assert main(["eval", str(run_dir), "--env", "Pendulum-v1", "--episodes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "config.json, dataset: observation_space cannot be read" in err and "restore it" in err, err
+    config_file.write_text(kept)
     save_dataset(random_dataset(num_episodes=10, seed=1), data, force=True)
     assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 2
     assert "changed since" in capsys.readouterr().err

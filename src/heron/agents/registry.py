@@ -194,6 +194,11 @@ def catalog() -> dict[str, AgentInfo]:
 
 
 def register(spec: AgentSpec) -> AgentSpec:
+    # a shipped agent's module is heron/agents/NAME.py (get_agent relies on it): a user's agent under that name
+    # would collide with it the moment heron's module is imported
+    own = f"heron.agents.{spec.name}"
+    if (Path(__file__).parent / f"{spec.name}.py").is_file() and spec.config.__module__ != own:
+        raise ValueError(f"agent name {spec.name!r} is heron's own ({own}): register yours under another name")
     if spec.name in _REGISTRY:
         raise ValueError(f"agent {spec.name!r} registered twice")
     if not (dataclasses.is_dataclass(spec.config) and spec.config.__dataclass_params__.frozen):

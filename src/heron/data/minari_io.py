@@ -202,7 +202,7 @@ def load_dataset(path_or_name: str | os.PathLike, *, verify: bool = True) -> Epi
                 raise HeronError(f"{path / rel} does not match the SHA-256 recorded in {heron_file}: the file was "
                                  "modified or corrupted after it was written; re-create the dataset (or load with verify=False)")
     meta = _read_json_object(meta_file)
-    obs_space, act_space = _spaces(meta, meta_file)
+    obs_space, act_space = read_spaces(meta, meta_file)
     episodes = _read_episodes(data_file, meta, obs_space, act_space)
     fields = {}
     if heron_meta is not None:
@@ -282,26 +282,28 @@ def _read_heron_meta(path: Path) -> dict:
     return meta
 
 
-def _spaces(meta: dict, meta_file: Path):
+def read_spaces(meta: dict, source, fix: str = "re-create the dataset"):
+    """(observation space, action space) from their Minari JSON under meta's "observation_space" and
+    "action_space"; anything unreadable or unsupported is one HeronError naming `source` and `fix`."""
     from minari.serialization import deserialize_space
 
     spaces = []
     for key in ("observation_space", "action_space"):
         raw = meta.get(key)
         if not isinstance(raw, str):
-            raise HeronError(f"{meta_file}: {key} is missing or not a serialised space; re-create the dataset")
+            raise HeronError(f"{source}: {key} is missing or not a serialised space; {fix}")
         defect = _space_json_defect(raw)
         if defect:
-            raise HeronError(f"{meta_file}: {key} cannot be read ({defect}); re-create the dataset")
+            raise HeronError(f"{source}: {key} cannot be read ({defect}); {fix}")
         try:
             spaces.append(deserialize_space(raw))
         except Exception as err:  # minari raises KeyError/ValueError/NotImplementedError/JSONDecodeError
-            raise HeronError(f"{meta_file}: {key} cannot be read ({type(err).__name__}: {err}); re-create the dataset") from None
+            raise HeronError(f"{source}: {key} cannot be read ({type(err).__name__}: {err}); {fix}") from None
     obs_space, act_space = spaces
     if not isinstance(obs_space, gym.spaces.Box):
-        raise HeronError(f"{meta_file}: observation space {obs_space} is not supported (heron reads Box observations)")
+        raise HeronError(f"{source}: observation space {obs_space} is not supported (heron reads Box observations)")
     if not isinstance(act_space, (gym.spaces.Box, gym.spaces.Discrete)):
-        raise HeronError(f"{meta_file}: action space {act_space} is not supported (heron reads Box or Discrete actions)")
+        raise HeronError(f"{source}: action space {act_space} is not supported (heron reads Box or Discrete actions)")
     return obs_space, act_space
 
 

@@ -451,10 +451,11 @@ def _check_same_spaces(run: Run, env_id: str) -> None:
         try:
             if "observation_space" not in dataset:  # a run made before heron recorded them: the checkpoint decides
                 return
-            from minari.serialization import deserialize_space
+            from heron.data.minari_io import read_spaces
 
-            problem = spaces_mismatch(deserialize_space(dataset["observation_space"]),
-                                      deserialize_space(dataset["action_space"]), env.observation_space, env.action_space)
+            obs_space, act_space = read_spaces(dataset, f"{run.path / 'config.json'}, dataset",
+                                               "the run's config was edited: restore it, or evaluate without --env")
+            problem = spaces_mismatch(obs_space, act_space, env.observation_space, env.action_space)
             source = f"trained on {dataset.get('name')}"
         finally:
             env.close()
