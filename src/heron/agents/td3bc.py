@@ -24,7 +24,7 @@ from flax.core import FrozenDict
 from heron.agents.registry import AgentSpec, DatasetStats, register
 from heron.agents.td3 import critic_loss, first_critic, target_policy_action, td3_target
 from heron.core.actions import box_bounds, from_unit, to_unit
-from heron.core.networks import DeterministicActor, Ensemble, QNetwork
+from heron.core.networks import INITS, DeterministicActor, Ensemble, QNetwork
 from heron.core.normalization import dataset_obs_normalizer, ema_update, normalized_obs
 from heron.errors import HeronError
 from heron.types import Transition
@@ -74,6 +74,10 @@ class Config:
     """eps added to the dataset's state std (authors' code: 1e-3)."""
     exploration_noise: float = 0.1
     """Std σ of the Gaussian noise `act` adds when not deterministic (TD3's 0.1; for acting online after training)."""
+    weight_init: str = "torch"
+    """Initialisation of every layer (heron.core.networks.INITS): "torch", PyTorch's nn.Linear default, as in the
+    authors' code; "lecun" is Flax's. It matters at small budgets: after 5k updates on small/hopper-medium-replay
+    and halfcheetah-medium-replay (5 seeds each) "torch" scored 54.2 and 29.2 against "lecun"'s 42.7 and 24.1."""
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -88,6 +92,8 @@ class Config:
             raise HeronError(f"td3bc: num_critics must be >= 1, got {self.num_critics}; use 2 for clipped double-Q")
         if self.policy_delay < 1:
             raise HeronError(f"td3bc: policy_delay must be >= 1, got {self.policy_delay}")
+        if self.weight_init not in INITS:
+            raise HeronError(f"td3bc: weight_init must be one of {', '.join(INITS)}, got {self.weight_init!r}")
         if min(self.policy_noise, self.noise_clip, self.exploration_noise, self.obs_std_eps) < 0:
             raise HeronError("td3bc: policy_noise, noise_clip, exploration_noise and obs_std_eps must be >= 0")
 
@@ -129,9 +135,9 @@ def init(key: jax.Array, obs_space: gym.Space, act_space: gym.Space, cfg: Config
          dataset_stats: DatasetStats | None = None) -> State:
     low, high = box_bounds(act_space, "td3bc")
     obs_dim, act_dim = int(np.prod(obs_space.shape)), len(low)
-    actor = DeterministicActor(cfg.actor_hidden, act_dim, cfg.activation)
-    critic = Ensemble(QNetwork, cfg.num_critics,
-                      FrozenDict(hidden=cfg.critic_hidden, act=cfg.activation, layer_norm=cfg.critic_layer_norm))
+    actor = DeterministicActor(cfg.actor_hidden, act_dim, cfg.activation, weight_init=cfg.weight_init)
+    critic = Ensemble(QNetwork, cfg.num_critics, FrozenDict(hidden=cfg.critic_hidden, act=cfg.activation,
+                                                            layer_norm=cfg.critic_layer_norm, weight_init=cfg.weight_init))
     k_actor, k_critic = jax.random.split(key)
     obs, action = jnp.zeros((1, obs_dim), jnp.float32), jnp.zeros((1, act_dim), jnp.float32)
     actor_params = actor.init(k_actor, obs)

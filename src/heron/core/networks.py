@@ -22,11 +22,32 @@ def orthogonal(scale: float = float(np.sqrt(2))):
     return nn.initializers.orthogonal(scale)
 
 
+INITS = ("lecun", "torch")
+"""Default initialisations of Dense layers: "lecun" is Flax's (LeCun-normal weights, zero biases);
+"torch" is PyTorch's nn.Linear (weights and biases U(−1/√fan_in, 1/√fan_in): a third of the weight
+variance, and nonzero biases), the init of the reference code of the PyTorch-era papers."""
+
+
+def _uniform(bound: float) -> Callable:
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return init
+
+
+def dense(width: int, fan_in: int, weight_init: str = "lecun", kernel_init: Callable | None = None) -> nn.Dense:
+    """A Dense layer under the named default `weight_init` (see INITS); an explicit `kernel_init` wins."""
+    if weight_init == "torch":
+        bound = 1.0 / float(np.sqrt(fan_in))
+        return nn.Dense(width, kernel_init=kernel_init or _uniform(bound), bias_init=_uniform(bound))
+    return nn.Dense(width, kernel_init=kernel_init or nn.initializers.lecun_normal())
+
+
 class MLP(nn.Module):
     """Dense layers with an activation, optional LayerNorm after each hidden layer.
 
     `kernel_init` / `last_init` let PPO use orthogonal init (scale sqrt(2), 0.01 for the
-    policy head, 1 for the value head) while SAC/TD3 keep Flax's lecun-normal default.
+    policy head, 1 for the value head) while SAC/TD3 keep Flax's lecun-normal default;
+    `weight_init="torch"` is PyTorch's default instead (see INITS).
     """
 
     hidden: Sequence[int]
@@ -35,17 +56,17 @@ class MLP(nn.Module):
     layer_norm: bool = False
     kernel_init: Callable | None = None
     last_init: Callable | None = None
+    weight_init: str = "lecun"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        init = self.kernel_init or nn.initializers.lecun_normal()
         for width in self.hidden:
-            x = nn.Dense(width, kernel_init=init)(x)
+            x = dense(width, x.shape[-1], self.weight_init, self.kernel_init)(x)
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = activation(self.act)(x)
         if self.out_dim is not None:
-            x = nn.Dense(self.out_dim, kernel_init=self.last_init or init)(x)
+            x = dense(self.out_dim, x.shape[-1], self.weight_init, self.last_init or self.kernel_init)(x)
         return x
 
 
@@ -55,11 +76,12 @@ class QNetwork(nn.Module):
     hidden: Sequence[int]
     act: str = "relu"
     layer_norm: bool = False
+    weight_init: str = "lecun"
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         x = jnp.concatenate([obs, action], axis=-1)
-        return MLP(self.hidden, 1, self.act, self.layer_norm)(x).squeeze(-1)
+        return MLP(self.hidden, 1, self.act, self.layer_norm, weight_init=self.weight_init)(x).squeeze(-1)
 
 
 class Ensemble(nn.Module):
@@ -93,10 +115,11 @@ class DeterministicActor(nn.Module):
     hidden: Sequence[int]
     action_dim: int
     act: str = "relu"
+    weight_init: str = "lecun"
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return jnp.tanh(MLP(self.hidden, self.action_dim, self.act)(obs))
+        return jnp.tanh(MLP(self.hidden, self.action_dim, self.act, weight_init=self.weight_init)(obs))
 
 
 class GaussianHead(nn.Module):
