@@ -356,6 +356,23 @@ def test_report_shows_the_shipped_reference_results(tmp_path):
     assert line.rstrip(" |").endswith(f"{ref_ppo:.1f} ({len(reference['final']['ppo|CartPole-v1'])})"), line
 
 
+def test_report_says_when_the_reference_learnt_from_other_data():
+    """Datasets are built locally and differ across CPUs: the report compares the data file digests its runs
+    recorded with the reference's."""
+    from heron.experiments.bench_report import data_digest, reference_data_caveat
+
+    config = {"dataset": {"sha256": {"data/main_data.hdf5": "aa", "data/metadata.json": "m", "heron.json": "h"}}}
+    assert data_digest(config) == "aa" and data_digest({"dataset": {"sha256": {"file": "ff"}}}) == "ff"
+    assert data_digest({"env": "CartPole-v1"}) is None
+    ours = {"demo/pendulum-medium": "aa", "demo/pendulum-medium-replay": "bb"}
+    assert reference_data_caveat({}, {"datasets": {}}) == []  # env tasks only: nothing to say
+    same = "\n".join(reference_data_caveat(ours, {"datasets": dict(ours)}))
+    assert "same data" in same
+    other = "\n".join(reference_data_caveat(ours, {"datasets": {**ours, "demo/pendulum-medium-replay": "cc"}}))
+    assert "learnt from other data** for demo/pendulum-medium-replay (" in other
+    assert "does not record" in "\n".join(reference_data_caveat(ours, {"final": {}}))  # a reference made before
+
+
 def test_bootstrap_intervals_are_reproducible_and_leave_numpys_global_generator_alone():
     from heron.experiments.bench_report import (
         aggregates,

@@ -47,6 +47,17 @@ class RunScores:
     """[evaluation][seed] score at each evaluation step."""
     normalised: bool
     run: str
+    data: str | None = None
+    """SHA-256 of the dataset's data file the run learnt from (None for env-only runs)."""
+
+
+def data_digest(run_config: dict) -> str | None:
+    """The SHA-256 of a run's dataset file, from the fingerprint its config records: the data alone, since
+    what else the dataset directory holds (e.g. heron.json's build record) may differ for the same data."""
+    from heron.data.minari_io import DATA_FILE
+
+    sha = (run_config.get("dataset") or {}).get("sha256") or {}
+    return sha.get(DATA_FILE) or sha.get("file")
 
 
 def score_normaliser(dataset_info: dict, references: tuple[float, float] | None = None):
@@ -72,6 +83,8 @@ def per_seed_scores(run_dir: Path, seeds: int, references: tuple[float, float] |
 
 def collect_scores(suite: Suite, root: Path) -> tuple[list[RunScores], list[str]]:
     """Finished runs of the suite's cells, and the keys of the cells that have none."""
+    from heron.tracking.run import CONFIG_FILE
+
     scores, missing = [], []
     for cell in suite.cells:
         state, path = cell_status(root, cell)
@@ -81,7 +94,7 @@ def collect_scores(suite: Suite, root: Path) -> tuple[list[RunScores], list[str]
             missing.append(cell.key)
             continue
         scores.append(RunScores(cell.label, cell.task, list(cell.seeds), curve[-1].tolist(), steps, curve.tolist(),
-                                normalised, str(path)))
+                                normalised, str(path), data_digest(_fs.read_json(Path(path) / CONFIG_FILE))))
     return scores, missing
 
 
@@ -231,6 +244,25 @@ def load_reference(suite_name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def reference_data_caveat(ours: dict[str, str], reference: dict) -> list[str]:
+    """Report lines saying where the shipped reference learnt from other data than these runs. Datasets are
+    built where they are used (`heron data suite make`), and a build is byte-identical on one machine but not
+    across CPUs (floating point differs, so the data-collecting agent does), so the same task name can hold
+    other data."""
+    if not ours:
+        return []
+    recorded = reference.get("datasets")
+    if recorded is None:
+        return ["", "The reference does not record which data it learnt from: if your datasets were built on "
+                    "another kind of CPU than the reference's, they hold other data and its scores are only a guide."]
+    other = sorted(t for t, digest in ours.items() if recorded.get(t) not in (None, digest))
+    if not other:
+        return ["", "The reference learnt from the same data as these runs (same dataset file digests)."]
+    return ["", f"**The reference learnt from other data** for {', '.join(other)} (the dataset files' digests differ: "
+                f"built on another kind of CPU, a dataset holds other data), so its scores there are only a guide; "
+                f"your own runs on one set of files are the fair comparison."]
+
+
 def _fmt(x: float) -> str:
     return "—" if x is None or not np.isfinite(x) else f"{x:.1f}"
 
@@ -313,7 +345,8 @@ def write_report(suite: Suite, root: Path, *, reps: int = 5000, seed: int = 0) -
                "aggregates": {r["label"]: {k: r[k] for k in ("tasks", "runs", "aggregates", "probability_of_improvement")}
                               for r in results},
                "table": table, "switch": switch_table(scores), "missing_cells": missing,
-               "final": {f"{s.algo}|{s.task}": [] for s in scores}}
+               "final": {f"{s.algo}|{s.task}": [] for s in scores},
+               "datasets": {s.task: s.data for s in scores if s.data}}
     for s in scores:
         summary["final"][f"{s.algo}|{s.task}"].extend(s.final)
     _fs.atomic_write_json(out / "scores.json", summary)
@@ -336,6 +369,8 @@ def write_report(suite: Suite, root: Path, *, reps: int = 5000, seed: int = 0) -
             line += f" {_fmt(r['reference_mean'])} ({r['reference_seeds']}) |" if r["reference_mean"] is not None \
                 else " — |"
         md.append(line)
+    if reference:
+        md += reference_data_caveat(summary["datasets"], reference)
     if summary["switch"]:
         md += ["", "## The switch (offline→online runs)", "",
                "From each run's `finetune.json`: the last offline evaluation (mean over runs), the dip (how far the "
