@@ -76,8 +76,9 @@ class Config:
     """Std σ of the Gaussian noise `act` adds when not deterministic (TD3's 0.1; for acting online after training)."""
     weight_init: str = "torch"
     """Initialisation of every layer (heron.core.networks.INITS): "torch", PyTorch's nn.Linear default, as in the
-    authors' code; "lecun" is Flax's. It matters at small budgets: after 5k updates on small/hopper-medium-replay
-    and halfcheetah-medium-replay (5 seeds each) "torch" scored 54.2 and 29.2 against "lecun"'s 42.7 and 24.1."""
+    authors' code; "lecun" is Flax's. It matters at small budgets: after 5k updates (64x64, 5 seeds) on
+    small/hopper-{medium,medium-replay} and small/halfcheetah-{medium,medium-replay} "torch" scored 81.6, 73.0,
+    23.8, 32.3 and "lecun" 78.4, 42.7, 22.7, 24.1 (BENCHMARKS.md, MuJoCo tasks)."""
 
     def __post_init__(self):
         if self.batch_size < 1:
