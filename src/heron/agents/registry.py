@@ -193,11 +193,18 @@ def catalog() -> dict[str, AgentInfo]:
     return found
 
 
+def _shipped_module(name: str) -> str | None:
+    """heron's module for a shipped agent name (its agents live in heron/agents/NAME.py), found without
+    reading the catalog; None for any other name."""
+    if name.isidentifier() and (Path(__file__).parent / f"{name}.py").is_file():
+        return f"heron.agents.{name}"
+    return None
+
+
 def register(spec: AgentSpec) -> AgentSpec:
-    # a shipped agent's module is heron/agents/NAME.py (get_agent relies on it): a user's agent under that name
-    # would collide with it the moment heron's module is imported
-    own = f"heron.agents.{spec.name}"
-    if (Path(__file__).parent / f"{spec.name}.py").is_file() and spec.config.__module__ != own:
+    # a user's agent named like a shipped one would collide with it the moment heron's module is imported
+    own = _shipped_module(spec.name)
+    if own and spec.config.__module__ != own:
         raise ValueError(f"agent name {spec.name!r} is heron's own ({own}): register yours under another name")
     if spec.name in _REGISTRY:
         raise ValueError(f"agent {spec.name!r} registered twice")
@@ -229,7 +236,5 @@ def agent_info(name: str) -> AgentInfo:
 def get_agent(name: str) -> AgentSpec:
     """The registered AgentSpec; a shipped agent's module is imported on first use (it registers itself)."""
     if name not in _REGISTRY:
-        # heron's agents live in heron/agents/NAME.py: import it directly, without reading the catalog
-        own = name.isidentifier() and (Path(__file__).parent / f"{name}.py").is_file()
-        importlib.import_module(f"heron.agents.{name}" if own else agent_info(name).module)
+        importlib.import_module(_shipped_module(name) or agent_info(name).module)
     return _REGISTRY[name]

@@ -39,6 +39,8 @@ def dense(width: int, fan_in: int, weight_init: str = "lecun", kernel_init: Call
     if weight_init == "torch":
         bound = 1.0 / float(np.sqrt(fan_in))
         return nn.Dense(width, kernel_init=kernel_init or _uniform(bound), bias_init=_uniform(bound))
+    if weight_init != "lecun":
+        raise ValueError(f"weight_init must be one of {', '.join(INITS)}, got {weight_init!r}")
     return nn.Dense(width, kernel_init=kernel_init or nn.initializers.lecun_normal())
 
 

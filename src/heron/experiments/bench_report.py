@@ -70,13 +70,15 @@ def score_normaliser(dataset_info: dict, references: tuple[float, float] | None 
 
 
 def per_seed_scores(run_dir: Path, seeds: int, references: tuple[float, float] | None = None,
-                    ) -> tuple[list[int], np.ndarray, bool]:
-    """(evaluation steps, [evaluations, seeds] mean return of each seed, normalised?) of a run."""
+                    config: dict | None = None) -> tuple[list[int], np.ndarray, bool]:
+    """(evaluation steps, [evaluations, seeds] mean return of each seed, normalised?) of a run; `config`: its
+    config.json when the caller has read it already."""
     from heron.tracking.query import eval_rows
     from heron.tracking.run import CONFIG_FILE
 
     rows = eval_rows(run_dir)
-    norm = score_normaliser(_fs.read_json(Path(run_dir) / CONFIG_FILE).get("dataset") or {}, references)
+    config = config if config is not None else _fs.read_json(Path(run_dir) / CONFIG_FILE)
+    norm = score_normaliser(config.get("dataset") or {}, references)
     curve = np.array([np.asarray(returns, np.float64).reshape(seeds, -1).mean(axis=1) for _, returns in rows])
     return [int(s) for s, _ in rows], norm(curve) if norm else curve, norm is not None
 
@@ -88,13 +90,14 @@ def collect_scores(suite: Suite, root: Path) -> tuple[list[RunScores], list[str]
     scores, missing = [], []
     for cell in suite.cells:
         state, path = cell_status(root, cell)
-        steps, curve, normalised = per_seed_scores(path, len(cell.seeds), suite.references_for(cell)) \
+        config = _fs.read_json(Path(path) / CONFIG_FILE) if state == "finished" else {}
+        steps, curve, normalised = per_seed_scores(path, len(cell.seeds), suite.references_for(cell), config) \
             if state == "finished" else ([], np.zeros((0, 0)), False)
         if not steps:
             missing.append(cell.key)
             continue
         scores.append(RunScores(cell.label, cell.task, list(cell.seeds), curve[-1].tolist(), steps, curve.tolist(),
-                                normalised, str(path), data_digest(_fs.read_json(Path(path) / CONFIG_FILE))))
+                                normalised, str(path), data_digest(config)))
     return scores, missing
 
 

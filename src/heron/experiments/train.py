@@ -452,8 +452,9 @@ def _check_same_spaces(run: Run, env_id: str) -> None:
             if "observation_space" not in dataset:  # a run made before heron recorded them: the checkpoint decides
                 return
             from heron.data.minari_io import read_spaces
+            from heron.tracking.run import CONFIG_FILE
 
-            obs_space, act_space = read_spaces(dataset, f"{run.path / 'config.json'}, dataset",
+            obs_space, act_space = read_spaces(dataset, f"{run.path / CONFIG_FILE}, dataset",
                                                "the run's config was edited: restore it, or evaluate without --env")
             problem = spaces_mismatch(obs_space, act_space, env.observation_space, env.action_space)
             source = f"trained on {dataset.get('name')}"
