@@ -1,4 +1,4 @@
-"""Network initialisations: Flax's default and PyTorch's nn.Linear default (TD3+BC's)."""
+"""Network initialisations: Flax's default and PyTorch's nn.Linear default (TD3+BC's and CQL's)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from heron.agents import get_agent
-from heron.core.networks import DeterministicActor, Ensemble, QNetwork
+from heron.core.networks import DeterministicActor, Ensemble, GaussianHead, QNetwork
 from heron.errors import HeronError
 
 
@@ -44,3 +44,21 @@ def test_td3bc_defaults_to_the_authors_torch_init_and_refuses_an_unknown_one():
     assert config().weight_init == "torch"
     with pytest.raises(HeronError, match="weight_init must be one of lecun, torch"):
         config(weight_init="xavier")
+
+
+def test_the_gaussian_policy_passes_the_init_to_its_torso_and_both_heads():
+    params = GaussianHead((64, 64), 3, weight_init="torch").init(jax.random.PRNGKey(2), jnp.zeros((1, 11)))["params"]
+    for head in ("Dense_0", "Dense_1"):  # mean and log σ, fed by the 64-wide torso
+        bias = np.asarray(params[head]["bias"])
+        assert bias.any() and np.abs(bias).max() <= 1 / np.sqrt(64), head
+    assert np.asarray(params["MLP_0"]["Dense_0"]["bias"]).any()
+    lecun = GaussianHead((64, 64), 3).init(jax.random.PRNGKey(2), jnp.zeros((1, 11)))["params"]
+    assert not np.asarray(lecun["Dense_0"]["bias"]).any()
+
+
+def test_cql_defaults_to_its_reference_codes_torch_init_while_calql_and_wsrl_keep_flaxs():
+    assert get_agent("cql").config().weight_init == "torch"
+    assert get_agent("calql").config().weight_init == "lecun"
+    assert get_agent("wsrl").config().weight_init == "lecun"
+    with pytest.raises(HeronError, match="cql: weight_init must be one of lecun, torch"):
+        get_agent("cql").config(weight_init="orthogonal")

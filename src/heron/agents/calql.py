@@ -69,6 +69,8 @@ class Config(cql.Config):
     """τ of CQL-Lagrange, used only with lagrange=True (authors' AntMaze script, their only Lagrange setting: 0.8)."""
     normalize_obs: bool = False
     """Standardise states with the dataset's mean and std (off in the authors' code)."""
+    weight_init: str = "lecun"
+    """Initialisation of every layer: Flax's default (the authors' code is JAX; CQL's "torch" follows PyTorch code)."""
     timeout_tail: str = "zero"
     """Return-to-go tail after an episode's last step when it was not terminated: 'zero' (the logged
     rewards only; CORL's locomotion port) or 'repeat_last' (r_{T−1} forever; authors' Kitchen infinite_horizon)."""

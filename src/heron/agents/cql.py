@@ -37,7 +37,7 @@ from flax.core import FrozenDict
 from heron.agents.registry import AgentSpec, DatasetStats, FinetuneRule, register
 from heron.core.actions import box_bounds, from_unit, to_unit
 from heron.core.distributions import tanh_gaussian_sample
-from heron.core.networks import Ensemble, GaussianHead, QNetwork
+from heron.core.networks import INITS, Ensemble, GaussianHead, QNetwork
 from heron.core.normalization import dataset_obs_normalizer, ema_update, normalized_obs
 from heron.errors import HeronError
 from heron.types import Transition
@@ -124,6 +124,9 @@ class Config:
     """Standardise states with the dataset's mean and std (CORL normalize=True)."""
     obs_std_eps: float = 1e-3
     """eps added to the dataset's state std (CORL: 1e-3)."""
+    weight_init: str = "torch"
+    """Initialisation of every layer of π and the Q-functions (heron.core.networks.INITS): "torch", PyTorch's
+    nn.Linear default, as in the young-geng code (orthogonal_init=False) and d3rlpy; "lecun" is Flax's."""
 
     def __post_init__(self):
         if self.batch_size < 1 or self.num_sampled_actions < 1:
@@ -147,6 +150,8 @@ class Config:
             raise HeronError(f"cql: online_cql_alpha must be >= 0 or none, got {self.online_cql_alpha}")
         if self.log_std_min > self.log_std_max or self.obs_std_eps < 0:
             raise HeronError("cql: log_std_min must not exceed log_std_max; obs_std_eps must be >= 0")
+        if self.weight_init not in INITS:
+            raise HeronError(f"cql: weight_init must be one of {', '.join(INITS)}, got {self.weight_init!r}")
 
 
 @struct.dataclass
@@ -184,9 +189,9 @@ def init(key: jax.Array, obs_space: gym.Space, act_space: gym.Space, cfg: Config
          dataset_stats: DatasetStats | None = None) -> State:
     low, high = box_bounds(act_space, "cql")
     obs_dim, act_dim = int(np.prod(obs_space.shape)), len(low)
-    actor = GaussianHead(cfg.actor_hidden, act_dim, cfg.activation, cfg.log_std_min, cfg.log_std_max)
-    critic = Ensemble(QNetwork, cfg.num_critics,
-                      FrozenDict(hidden=cfg.critic_hidden, act=cfg.activation, layer_norm=cfg.critic_layer_norm))
+    actor = GaussianHead(cfg.actor_hidden, act_dim, cfg.activation, cfg.log_std_min, cfg.log_std_max, cfg.weight_init)
+    critic = Ensemble(QNetwork, cfg.num_critics, FrozenDict(hidden=cfg.critic_hidden, act=cfg.activation,
+                                                            layer_norm=cfg.critic_layer_norm, weight_init=cfg.weight_init))
     k_actor, k_critic = jax.random.split(key)
     obs, action = jnp.zeros((1, obs_dim), jnp.float32), jnp.zeros((1, act_dim), jnp.float32)
     actor_params = actor.init(k_actor, obs)

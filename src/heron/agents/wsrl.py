@@ -45,6 +45,8 @@ class Config(cql.Config):
     """LayerNorm after each hidden layer of the critics (WSRL: on; it keeps Q stable online)."""
     online_cql_alpha: float | None = 0.0
     """α_cql online: 0, so the online phase is SAC with the ensemble (WSRL's online learner)."""
+    weight_init: str = "lecun"
+    """Initialisation of every layer: Flax's default (the authors' code is JAX; CQL's "torch" follows PyTorch code)."""
 
 
 FINETUNE = FinetuneRule(

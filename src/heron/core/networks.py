@@ -132,12 +132,13 @@ class GaussianHead(nn.Module):
     act: str = "relu"
     log_std_min: float = -20.0
     log_std_max: float = 2.0
+    weight_init: str = "lecun"
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        x = MLP(self.hidden, None, self.act)(obs)
-        mean = nn.Dense(self.action_dim)(x)
-        log_std = nn.Dense(self.action_dim)(x)
+        x = MLP(self.hidden, None, self.act, weight_init=self.weight_init)(obs)
+        mean = dense(self.action_dim, x.shape[-1], self.weight_init)(x)
+        log_std = dense(self.action_dim, x.shape[-1], self.weight_init)(x)
         return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
 
 
