@@ -136,6 +136,29 @@ def test_shipped_suites_parse():
         assert suite.cells and len({c.key for c in suite.cells}) == len(suite.cells)
 
 
+def test_shipped_references_that_record_settings_match_todays_defaults():
+    """A reference's scores measure the code that made them: change an agent's default and the references that
+    ran it are stale. Remake the reference (`heron bench run` + `heron bench report`, copy scores.json) or, when
+    remaking costs too much, drop its "settings" so reports say they cannot tell."""
+    from heron.agents import get_agent
+    from heron.config import config_to_dict
+    from heron.experiments.bench import shipped_suites
+    from heron.experiments.train import resolve_agent_config
+
+    checked = 0
+    for name, toml in shipped_suites().items():
+        path = toml.with_name(f"{name}.reference.json")
+        recorded = json.loads(path.read_text()).get("settings") if path.is_file() else None
+        for cell in load_suite(name).cells if recorded else ():
+            ours = config_to_dict(resolve_agent_config(get_agent(cell.algo), cell.overrides, cell.steps))
+            theirs = recorded[f"{cell.label}|{cell.task}"]
+            assert json.loads(json.dumps(ours)) == theirs, (name, cell.label, cell.task,
+                                                           {k: (v, theirs.get(k)) for k, v in ours.items()
+                                                            if theirs.get(k) != v})
+            checked += 1
+    assert checked >= 12  # offline-quick's cells at least
+
+
 def test_warmup_steps_reach_the_run_and_leave_earlier_cell_keys_alone():
     suite = load_suite("offline-to-online-quick")
     wsrl = [c for c in suite.cells if c.algo == "wsrl"]
@@ -371,6 +394,23 @@ def test_report_says_when_the_reference_learnt_from_other_data():
     other = "\n".join(reference_data_caveat(ours, {"datasets": {**ours, "demo/pendulum-medium-replay": "cc"}}))
     assert "learnt from other data** for demo/pendulum-medium-replay (" in other
     assert "does not record" in "\n".join(reference_data_caveat(ours, {"final": {}}))  # a reference made before
+    partial = "\n".join(reference_data_caveat(ours, {"datasets": {"demo/pendulum-medium": "aa"}}))
+    assert "same data" not in partial and "for demo/pendulum-medium-replay." in partial
+
+
+def test_report_names_the_settings_in_which_the_reference_differs():
+    """A default changed (or added) since the reference was made shows as the setting and both values."""
+    from heron.experiments.bench_report import reference_settings_caveat
+
+    ours = {"cql|demo/pendulum-medium": {"cql_alpha": 5.0, "weight_init": "torch"},
+            "iql|demo/pendulum-medium": {"expectile": 0.7}}
+    assert reference_settings_caveat({}, {"settings": {}}) == []
+    assert "same agent settings" in "\n".join(reference_settings_caveat(ours, {"settings": dict(ours)}))
+    older = {"cql|demo/pendulum-medium": {"cql_alpha": 10.0}, "iql|demo/pendulum-medium": {"expectile": 0.7}}
+    text = "\n".join(reference_settings_caveat(ours, {"settings": older}))
+    assert ("cql on demo/pendulum-medium: cql_alpha 5.0 (reference 10.0), weight_init 'torch' (the reference "
+            "predates it)") in text and "iql on" not in text
+    assert "does not record its runs' agent settings" in "\n".join(reference_settings_caveat(ours, {"final": {}}))
 
 
 def test_bootstrap_intervals_are_reproducible_and_leave_numpys_global_generator_alone():

@@ -69,6 +69,21 @@ def test_create_writes_config_provenance_status(tmp_path):
     assert read_status(run.path)["status"] == "finished"
 
 
+def test_heron_source_commit_is_herons_checkout_whatever_the_working_directory(tmp_path, monkeypatch):
+    """Reports record the code that made them: a user's own repository as working directory must not stand in."""
+    import heron
+    from heron.tracking.provenance import git_info, heron_source_commit
+
+    source = Path(heron.__file__).resolve().parent
+    ours = git_info(source)
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    monkeypatch.chdir(tmp_path)
+    if ours is not None and (Path(ours["root"]) / "src" / "heron").resolve() == source:  # editable install (CI's)
+        assert heron_source_commit() == ours["commit"]
+    else:
+        assert heron_source_commit() is None  # an installed copy, not a checkout
+
+
 def test_root_defaults_to_env_var(tmp_path, monkeypatch):
     monkeypatch.setenv("HERON_RUNS_DIR", str(tmp_path / "elsewhere"))
     assert default_runs_root() == tmp_path / "elsewhere"

@@ -49,6 +49,8 @@ class RunScores:
     run: str
     data: str | None = None
     """SHA-256 of the dataset's data file the run learnt from (None for env-only runs)."""
+    settings: dict | None = None
+    """The agent's resolved hyperparameters (the run config's "agent")."""
 
 
 def data_digest(run_config: dict) -> str | None:
@@ -97,7 +99,7 @@ def collect_scores(suite: Suite, root: Path) -> tuple[list[RunScores], list[str]
             missing.append(cell.key)
             continue
         scores.append(RunScores(cell.label, cell.task, list(cell.seeds), curve[-1].tolist(), steps, curve.tolist(),
-                                normalised, str(path), data_digest(config)))
+                                normalised, str(path), data_digest(config), config.get("agent")))
     return scores, missing
 
 
@@ -259,11 +261,42 @@ def reference_data_caveat(ours: dict[str, str], reference: dict) -> list[str]:
         return ["", "The reference does not record which data it learnt from: if your datasets were built on "
                     "another kind of CPU than the reference's, they hold other data and its scores are only a guide."]
     other = sorted(t for t, digest in ours.items() if recorded.get(t) not in (None, digest))
-    if not other:
-        return ["", "The reference learnt from the same data as these runs (same dataset file digests)."]
-    return ["", f"**The reference learnt from other data** for {', '.join(other)} (the dataset files' digests differ: "
-                f"built on another kind of CPU, a dataset holds other data), so its scores there are only a guide; "
-                f"your own runs on one set of files are the fair comparison."]
+    unknown = sorted(t for t in ours if t not in recorded)
+    lines = [""]
+    if other:
+        lines.append(f"**The reference learnt from other data** for {', '.join(other)} (the dataset files' digests "
+                     f"differ: built on another kind of CPU, a dataset holds other data), so its scores there are only "
+                     f"a guide; your own runs on one set of files are the fair comparison.")
+    if unknown:
+        lines.append(f"The reference does not record which data it learnt from for {', '.join(unknown)}.")
+    if not other and not unknown:
+        lines.append("The reference learnt from the same data as these runs (same dataset file digests).")
+    return lines
+
+
+def reference_settings_caveat(ours: dict[str, dict], reference: dict) -> list[str]:
+    """Report lines naming the cells whose shipped reference ran other agent settings than these runs: a
+    default changed since the reference was made, or a setting it predates (e.g. CQL's weight_init, added
+    when CQL moved from Flax's init to PyTorch's), so its scores there measure other code."""
+    recorded = reference.get("settings")
+    if not ours:
+        return []
+    if recorded is None:
+        return ["", "The reference does not record its runs' agent settings: a default changed since it was made "
+                    "would not show here."]
+    notes = []
+    for cell, mine in sorted(ours.items()):
+        theirs = recorded.get(cell)
+        if theirs is None:
+            continue
+        changed = [f"{k} {mine[k]!r} (reference {theirs[k]!r})" for k in mine if k in theirs and mine[k] != theirs[k]]
+        changed += [f"{k} {mine[k]!r} (the reference predates it)" for k in mine if k not in theirs]
+        if changed:
+            notes.append(f"{cell.replace('|', ' on ')}: {', '.join(changed)}")
+    if not notes:
+        return ["", "The reference ran the same agent settings as these runs."]
+    return ["", "**The reference ran other agent settings** (its scores there measure other code): " + "; ".join(notes)
+            + "."]
 
 
 def _fmt(x: float) -> str:
@@ -340,16 +373,17 @@ def write_report(suite: Suite, root: Path, *, reps: int = 5000, seed: int = 0) -
                           "normalised": any(s.normalised for s in scores if s.task == task),
                           "reference_mean": float(np.mean(ref)) if ref else None,
                           "reference_seeds": len(ref) if ref else 0})
-    from heron.tracking.provenance import cpu_model, git_info, package_version
+    from heron.tracking.provenance import cpu_model, heron_source_commit, package_version
 
     made = {"date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(), "heron": package_version("heron"),
-            "git_commit": (git_info() or {}).get("commit")}
+            "git_commit": heron_source_commit()}
     summary = {"suite": suite.name, "made": made, "reps": reps, "seed": seed,
                "aggregates": {r["label"]: {k: r[k] for k in ("tasks", "runs", "aggregates", "probability_of_improvement")}
                               for r in results},
                "table": table, "switch": switch_table(scores), "missing_cells": missing,
                "final": {f"{s.algo}|{s.task}": [] for s in scores},
-               "datasets": {s.task: s.data for s in scores if s.data}}
+               "datasets": {s.task: s.data for s in scores if s.data},
+               "settings": {f"{s.algo}|{s.task}": s.settings for s in scores if s.settings is not None}}
     for s in scores:
         summary["final"][f"{s.algo}|{s.task}"].extend(s.final)
     _fs.atomic_write_json(out / "scores.json", summary)
@@ -374,6 +408,7 @@ def write_report(suite: Suite, root: Path, *, reps: int = 5000, seed: int = 0) -
         md.append(line)
     if reference:
         md += reference_data_caveat(summary["datasets"], reference)
+        md += reference_settings_caveat(summary["settings"], reference)
     if summary["switch"]:
         md += ["", "## The switch (offline→online runs)", "",
                "From each run's `finetune.json`: the last offline evaluation (mean over runs), the dip (how far the "

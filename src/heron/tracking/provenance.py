@@ -23,6 +23,7 @@ import platform
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from importlib import metadata
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnasium", "numpy", "mujoco")
@@ -65,6 +66,21 @@ def git_info(cwd: str | os.PathLike | None = None) -> dict | None:
         "branch": branch,
         "root": root,
     }
+
+
+def heron_source_commit() -> str | None:
+    """The commit of the git checkout heron's own code runs from (an editable install), whatever the working
+    directory; None for an installed copy (its version says what it is)."""
+    here = Path(__file__).resolve().parent
+    info = git_info(here)
+    if info is None:
+        return None
+    try:  # a copy installed inside some other checkout (a venv in a project) is not that project's code
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", Path(__file__).name], cwd=here,
+                                 capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return info["commit"] if tracked else None
 
 
 def cpu_model() -> str:
