@@ -58,6 +58,7 @@ def test_create_writes_config_provenance_status(tmp_path):
     assert set(prov["packages"]) >= {"jax", "jaxlib", "flax", "optax", "gymnasium", "numpy", "mujoco"}
     assert prov["python"] and prov["platform"] and prov["cpu"]
     assert prov["jax_devices"]  # jax is imported here, so devices are recorded
+    assert prov["heron_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", prov["heron_commit"])
     if prov["git"] is not None:
         assert re.fullmatch(r"[0-9a-f]{40}", prov["git"]["commit"])
         assert isinstance(prov["git"]["dirty"], bool)

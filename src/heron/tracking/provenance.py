@@ -5,7 +5,8 @@ run is created:
 
 * ``git``: commit, dirty flag (tracked files modified) and branch of the repository that
   contains the current working directory, or ``None`` outside a git checkout / without git;
-* ``heron``: the heron version;
+* ``heron``: the heron version, and ``heron_commit``: the commit of the checkout heron's code runs from (None
+  for an installed copy), which ``git`` does not give when the working directory is another repository;
 * ``packages``: versions of jax, jaxlib, flax, optax, gymnasium, numpy, mujoco (``None`` if
   not installed) — read from package metadata, nothing is imported for this;
 * ``python``, ``platform``, ``cpu``, ``hostname``;
@@ -116,6 +117,7 @@ def collect_provenance(argv: list[str], seed: int | None, cwd: str | None = None
         "seed": seed,
         "git": git_info(cwd),
         "heron": __version__,
+        "heron_commit": heron_source_commit(),
         "packages": {name: package_version(name) for name in PACKAGES},
         "python": sys.version.split()[0],
         "python_full": sys.version,
