@@ -14,7 +14,7 @@ sample's Q minus its log-density, log-sum-exp over the 3N samples. The weight is
 (`lagrange=False`) or scaled by a learned α' ≥ 0 that grows while the gap exceeds a target τ
 (dual gradient descent, `lagrange=True`).
 
-One `update` call follows CORL's cql.py (itself a port of the young-geng/CQL JAX code): the
+One `update` call follows CORL's cql.py (itself a port of the young-geng/CQL PyTorch code): the
 temperature, policy and critic losses are all computed from the pre-update parameters, then
 α, π, α' and the critics take one Adam step each, then the Polyak target update. The backup is
 y = r + γ (1 − d) min_i Q̄_i(s', a'), a' ~ π(·|s'): no entropy term (backup_entropy=False) and no
@@ -49,8 +49,8 @@ ALPHA_PRIME_MAX = 1e6  # clip of exp(log α') in the authors' code and CORL
 class Config:
     """CQL hyperparameters.
 
-    Defaults are the continuous CQL(H) settings of the authors' JAX code (github.com/young-geng/
-    CQL, SimpleSAC/conservative_sac.py) as ported by CORL (github.com/tinkoff-ai/CORL,
+    Defaults are the continuous CQL(H) settings of the young-geng/CQL PyTorch code (github.com/young-
+    geng/CQL, SimpleSAC/conservative_sac.py) as ported by CORL (github.com/tinkoff-ai/CORL,
     algorithms/offline/cql.py): N = 10 sampled actions, importance-sampled log-sum-exp with
     temperature 1, α_cql = 5 (the paper's Gym MuJoCo value, the `ContinuousCQL` class default and
     d3rlpy's conservative_weight; CORL's script default is 10), no Lagrange, no max / entropy
