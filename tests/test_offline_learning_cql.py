@@ -5,9 +5,9 @@ updates instead of 15000: every CQL update pushes 3N = 30 sampled actions per st
 critics, ~55 ms per update for 2 seeds on 2 cores, so 15000 updates would take ~14 minutes.
 
 Measured on an AMD EPYC: CQL 42.9 at 3000 updates with its default PyTorch-style init (44.3 with
-weight_init=lecun), BC 17.8 at 15000 updates (BC has converged well before that). On the data an Intel Xeon once made itself (tests/offline_data.py says why it is shipped
-now): CQL 81.8 at 3000 updates, -10 at 1000 (not yet learned). About 1.3 minutes on 2 idle cores (3.5
-when they are shared).
+weight_init=lecun), BC 17.8 at 15000 updates (BC has converged well before that). On the data an Intel
+Xeon once made itself (tests/offline_data.py says why it is shipped now), with Flax's init: CQL 81.8 at
+3000 updates, -10 at 1000 (not yet learned). About 1.3 minutes on 2 idle cores (3.5 when they are shared).
 """
 
 import numpy as np

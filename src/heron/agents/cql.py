@@ -189,9 +189,11 @@ def init(key: jax.Array, obs_space: gym.Space, act_space: gym.Space, cfg: Config
          dataset_stats: DatasetStats | None = None) -> State:
     low, high = box_bounds(act_space, "cql")
     obs_dim, act_dim = int(np.prod(obs_space.shape)), len(low)
-    actor = GaussianHead(cfg.actor_hidden, act_dim, cfg.activation, cfg.log_std_min, cfg.log_std_max, cfg.weight_init)
+    actor = GaussianHead(cfg.actor_hidden, act_dim, cfg.activation, cfg.log_std_min, cfg.log_std_max,
+                         cfg.weight_init)
     critic = Ensemble(QNetwork, cfg.num_critics, FrozenDict(hidden=cfg.critic_hidden, act=cfg.activation,
-                                                            layer_norm=cfg.critic_layer_norm, weight_init=cfg.weight_init))
+                                                            layer_norm=cfg.critic_layer_norm,
+                                                            weight_init=cfg.weight_init))
     k_actor, k_critic = jax.random.split(key)
     obs, action = jnp.zeros((1, obs_dim), jnp.float32), jnp.zeros((1, act_dim), jnp.float32)
     actor_params = actor.init(k_actor, obs)

@@ -278,9 +278,9 @@ def reference_settings_caveat(ours: dict[str, dict], reference: dict) -> list[st
     """Report lines naming the cells whose shipped reference ran other agent settings than these runs: a
     default changed since the reference was made, or a setting it predates (e.g. CQL's weight_init, added
     when CQL moved from Flax's init to PyTorch's), so its scores there measure other code."""
-    recorded = reference.get("settings")
     if not ours:
         return []
+    recorded = reference.get("settings")
     if recorded is None:
         return ["", "The reference does not record its runs' agent settings: a default changed since it was made "
                     "would not show here."]

@@ -24,8 +24,8 @@ import platform
 import socket
 import subprocess
 import sys
-from pathlib import Path
 from importlib import metadata
+from pathlib import Path
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnasium", "numpy", "mujoco")
 _ENV_PREFIXES = ("JAX_", "XLA_")
