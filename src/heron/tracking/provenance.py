@@ -39,49 +39,38 @@ def package_version(name: str) -> str | None:
         return None
 
 
+def _git(cwd, *args: str) -> str | None:
+    """stdout of one git command in `cwd`, or None (no git, not a checkout, a failing command)."""
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 def git_info(cwd: str | os.PathLike | None = None) -> dict | None:
     """Commit, dirty flag and branch of the git checkout containing `cwd` (None if none)."""
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", *args],
-                cwd=cwd,
-                capture_output=True,
-                text=True,
-                timeout=10,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
+    commit = _git(cwd, "rev-parse", "HEAD")
     if commit is None:
         return None
-    porcelain = git("status", "--porcelain", "--untracked-files=no")
-    branch = git("rev-parse", "--abbrev-ref", "HEAD")
-    root = git("rev-parse", "--show-toplevel")
+    porcelain = _git(cwd, "status", "--porcelain", "--untracked-files=no")
     return {
         "commit": commit,
         "dirty": bool(porcelain) if porcelain is not None else None,
-        "branch": branch,
-        "root": root,
+        "branch": _git(cwd, "rev-parse", "--abbrev-ref", "HEAD"),
+        "root": _git(cwd, "rev-parse", "--show-toplevel"),
     }
 
 
 def heron_source_commit() -> str | None:
     """The commit of the git checkout heron's own code runs from (an editable install), whatever the working
-    directory; None for an installed copy (its version says what it is)."""
+    directory; None for an installed copy (its version says what it is). Two git calls: it runs at every run's
+    creation."""
     here = Path(__file__).resolve().parent
-    info = git_info(here)
-    if info is None:
+    # a copy installed inside some other checkout (a venv in a project) is not that project's code
+    if _git(here, "ls-files", "--error-unmatch", Path(__file__).name) is None:
         return None
-    try:  # a copy installed inside some other checkout (a venv in a project) is not that project's code
-        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", Path(__file__).name], cwd=here,
-                                 capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return info["commit"] if tracked else None
+    return _git(here, "rev-parse", "HEAD")
 
 
 def cpu_model() -> str:
