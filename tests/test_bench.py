@@ -22,6 +22,7 @@ from heron.experiments.bench import (
     load_suite,
     parse_suite,
     run_suite,
+    shipped_reference_file,
     suite_dir,
 )
 from heron.experiments.bench_report import write_report
@@ -146,9 +147,9 @@ def test_shipped_references_that_record_settings_match_todays_defaults():
     from heron.experiments.train import resolve_agent_config
 
     checked = 0
-    for name, toml in shipped_suites().items():
-        path = toml.with_name(f"{name}.reference.json")
-        recorded = json.loads(path.read_text()).get("settings") if path.is_file() else None
+    for name in shipped_suites():
+        path = shipped_reference_file(name)
+        recorded = json.loads(path.read_text()).get("settings") if path is not None else None
         for cell in load_suite(name).cells if recorded else ():
             ours = config_to_dict(resolve_agent_config(get_agent(cell.algo), cell.overrides, cell.steps))
             theirs = recorded[f"{cell.label}|{cell.task}"]
@@ -157,6 +158,16 @@ def test_shipped_references_that_record_settings_match_todays_defaults():
                                                             if theirs.get(k) != v})
             checked += 1
     assert checked >= 12  # offline-quick's cells at least
+
+
+def test_bench_list_marks_the_suites_that_ship_reference_results(capsys):
+    from heron.experiments.bench import shipped_suites
+
+    assert main(["bench", "list"]) == 0
+    columns = {line.split()[0]: line.split()[3] for line in capsys.readouterr().out.splitlines()}
+    assert set(columns) == set(shipped_suites())
+    assert columns["online-classic"] == "reference" and columns["offline-small"] == "-"
+    assert all((mark == "reference") == (shipped_reference_file(name) is not None) for name, mark in columns.items())
 
 
 def test_warmup_steps_reach_the_run_and_leave_earlier_cell_keys_alone():

@@ -42,13 +42,15 @@ def add_bench_parser(sub) -> None:
 
 
 def _cmd_list(args, extra) -> int:
-    from heron.experiments.bench import load_suite, shipped_suites
+    from heron.experiments.bench import load_suite, shipped_reference_file, shipped_suites
 
     suites = sorted(shipped_suites().items())
     width = max((len(name) for name, _ in suites), default=0)
     for name, path in suites:
         suite = load_suite(path, check_budgets=False)  # listing: no agent (and no JAX) imported
-        print(f"{name:{width}s} {len(suite.cells):4d} cells  {suite.description}")
+        # Reports compare a user's runs with shipped reference results, where a suite has them.
+        reference = "reference" if shipped_reference_file(name) is not None else "-"
+        print(f"{name:{width}s} {len(suite.cells):4d} cells  {reference:9s}  {suite.description}")
     return 0
 
 

@@ -152,6 +152,13 @@ def shipped_suites() -> dict[str, Path]:
     return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".toml")}
 
 
+def shipped_reference_file(name: str) -> Path | None:
+    """The reference results shipped with suite NAME (heron/suites/NAME.reference.json), or None."""
+    toml = shipped_suites().get(name)
+    path = toml.with_name(f"{name}.reference.json") if toml is not None else None
+    return path if path is not None and path.is_file() else None
+
+
 def load_suite(ref: str | os.PathLike, check_budgets: bool = True) -> Suite:
     """A shipped suite by name, or a TOML file by path (`check_budgets`: see parse_suite)."""
     shipped = shipped_suites()

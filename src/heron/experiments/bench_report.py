@@ -31,7 +31,7 @@ import numpy as np
 
 from heron import _fs
 from heron.errors import HeronError
-from heron.experiments.bench import Suite, cell_status, shipped_suites, slug
+from heron.experiments.bench import Suite, cell_status, shipped_reference_file, slug
 
 
 @dataclass
@@ -242,11 +242,8 @@ def _plot_aggregates(agg, profiles, poi, out: Path, suffix: str = "") -> list[Pa
 
 def load_reference(suite_name: str) -> dict | None:
     """Shipped reference results of a suite (heron/suites/NAME.reference.json), if any."""
-    toml = shipped_suites().get(suite_name)
-    if toml is None:
-        return None
-    path = toml.with_name(f"{suite_name}.reference.json")
-    return json.loads(path.read_text()) if path.is_file() else None
+    path = shipped_reference_file(suite_name)
+    return json.loads(path.read_text()) if path is not None else None
 
 
 def reference_data_caveat(ours: dict[str, str], reference: dict) -> list[str]:
