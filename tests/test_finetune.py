@@ -332,4 +332,9 @@ def test_bench_report_separates_switch_rules_and_shows_the_switch(dataset_dir, t
         assert rule["warmup_steps"] == (50 if cell.finetune_method else 0)  # the block's warm-up reached the run
         assert row["final"] == pytest.approx(summary["final_score"])
         assert row["recovered"] == (summary["steps_to_recover"] is not None)
-    assert "## The switch" in (root / "report" / "report.md").read_text()
+    report = (root / "report" / "report.md").read_text()
+    assert "## The switch" in report
+    for row in rows.values():  # env steps to recover print as a whole number
+        line = next(line for line in report.splitlines() if line.startswith(f"| {row['algo']} | ") and "%" in line)
+        steps = row["steps_to_recover_median"]
+        assert (f"| {steps:.0f} |" if steps is not None else "| — |") in line, line
