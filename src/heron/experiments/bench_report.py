@@ -414,7 +414,8 @@ def write_report(suite: Suite, root: Path, *, reps: int = 5000, seed: int = 0) -
                "| method | task | runs | before the switch | dip (median / worst) | recovered | median steps to recover | final |",
                "|---|---|---|---|---|---|---|---|"]
         for r in summary["switch"]:
-            steps = f"{r['steps_to_recover_median']:.0f}" if r["steps_to_recover_median"] is not None else "—"  # env steps
+            median = r["steps_to_recover_median"]
+            steps = f"{median:.0f}" if median is not None else "—"  # env steps: a whole number
             md.append(f"| {r['algo']} | {r['task']} | {r['runs']} | {_fmt(r['pre_switch'])} | "
                       f"{_fmt(r['dip_percent'])}% / {_fmt(r['dip_percent_max'])}% | {r['recovered']}/{r['runs']} | "
                       f"{steps} | {_fmt(r['final'])} |")
