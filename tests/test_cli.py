@@ -42,6 +42,20 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path, monke
     assert not any(tmp_path.iterdir()), "a failed command must not leave a run directory behind"
 
 
+def test_a_reader_that_leaves_the_pipe_ends_the_command_quietly(monkeypatch, capsys):
+    """`heron bench list | head -1`: no traceback when head exits before heron has written everything."""
+    class LeftPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", LeftPipe())
+    assert main(["bench", "list"]) == 141
+    assert capsys.readouterr().err == ""
+
+
 def test_help_lists_hyperparameters_with_docs(capsys):
     assert main(["train", "sac", "--help"]) == 0
     out = capsys.readouterr().out

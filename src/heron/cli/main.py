@@ -245,6 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("heron: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader left (`heron runs list | head`): stop quietly, as other commands do, and point stdout
+        # at /dev/null so the interpreter's final flush does not fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):  # no file descriptor behind stdout (a test's capture)
+            pass
+        return 141  # 128 + SIGPIPE, what a shell reports for a command its reader left
 
 
 if __name__ == "__main__":
